@@ -1,0 +1,240 @@
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { LOG_LEVELS, SETTINGS, flagName, type SettingEnv, type SettingSpec } from "./schema.js";
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The one typed configuration object, validated at startup. */
+export interface Config {
+  mattermostUrl: string;
+  mattermostToken: string;
+  secret: string;
+  secretPrevious: string | undefined;
+  pageSize: number;
+  pollIntervalMs: number;
+  directoryRefreshMs: number;
+  keepaliveMs: number;
+  replayWindowMs: number;
+  pollConcurrency: number;
+  requestTimeoutMs: number;
+  backoffMaxMs: number;
+  wsMaxBufferBytes: number;
+  maxConnections: number;
+  host: string;
+  port: number;
+  logLevel: LogLevel;
+  redisUrl: string | undefined;
+  /** Where each secret came from, so it can be re-read (SIGHUP) and reported (doctor). */
+  secretFiles: Partial<Record<SettingEnv, string>>;
+}
+
+/** Thrown with one line per bad key; the CLI prints them and exits 2. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export interface LoadResult {
+  config: Config;
+  warnings: string[];
+}
+
+const FIELD: Record<SettingEnv, keyof Config> = {
+  MATTERMOST_URL: "mattermostUrl",
+  MATTERMOST_TOKEN: "mattermostToken",
+  PRESENCE_SECRET: "secret",
+  PRESENCE_SECRET_PREVIOUS: "secretPrevious",
+  PRESENCE_PAGE_SIZE: "pageSize",
+  PRESENCE_POLL_INTERVAL_MS: "pollIntervalMs",
+  PRESENCE_DIRECTORY_REFRESH_MS: "directoryRefreshMs",
+  PRESENCE_KEEPALIVE_MS: "keepaliveMs",
+  PRESENCE_REPLAY_WINDOW_MS: "replayWindowMs",
+  PRESENCE_POLL_CONCURRENCY: "pollConcurrency",
+  PRESENCE_REQUEST_TIMEOUT_MS: "requestTimeoutMs",
+  PRESENCE_BACKOFF_MAX_MS: "backoffMaxMs",
+  PRESENCE_WS_MAX_BUFFER_BYTES: "wsMaxBufferBytes",
+  PRESENCE_MAX_CONNECTIONS: "maxConnections",
+  HOST: "host",
+  PORT: "port",
+  LOG_LEVEL: "logLevel",
+  REDIS_URL: "redisUrl",
+};
+
+function describe(spec: SettingSpec): string {
+  const flag = `--${flagName(spec.env)}`;
+  return spec.kind === "secret" ? `${spec.env} (${flag}, or ${spec.env}_FILE)` : `${spec.env} (${flag})`;
+}
+
+/** A zod schema per setting; its messages say what is expected, the caller adds the key. */
+function valueSchema(spec: SettingSpec): z.ZodType<string | number> {
+  switch (spec.kind) {
+    case "int": {
+      const lo = spec.min ?? 0;
+      const hi = spec.max ?? Number.MAX_SAFE_INTEGER;
+      return z
+        .string()
+        .regex(/^\d+$/, `expected a whole number from ${lo} to ${hi}`)
+        .transform(Number)
+        .pipe(z.number().min(lo, `expected at least ${lo}`).max(hi, `expected at most ${hi}`));
+    }
+    case "url":
+      return z.string().refine(
+        (v) => {
+          try {
+            const u = new URL(v);
+            return (
+              ["http:", "https:", "redis:", "rediss:"].includes(u.protocol) &&
+              (spec.env !== "MATTERMOST_URL" || u.protocol.startsWith("http"))
+            );
+          } catch {
+            return false;
+          }
+        },
+        `expected an absolute URL such as ${spec.env === "REDIS_URL" ? "redis://127.0.0.1:6379" : "https://chat.example.com"}`,
+      );
+    case "enum": {
+      const values = spec.values ?? [];
+      return z.string().refine((v) => values.includes(v), `expected one of ${values.join(", ")}`);
+    }
+    case "secret":
+      return z
+        .string()
+        .min(1, "expected a non-empty value")
+        .refine((v) => !/\s/.test(v), "must not contain white space");
+    case "string":
+      return z.string().min(1, "expected a non-empty value");
+  }
+}
+
+function cliOptions() {
+  const options: Record<string, { type: "string" }> = {};
+  for (const spec of SETTINGS) {
+    options[flagName(spec.env)] = { type: "string" };
+    if (spec.kind === "secret") options[`${flagName(spec.env)}-file`] = { type: "string" };
+  }
+  return options;
+}
+
+/** Flag names accepted by `start` (and shared by other commands that need the config). */
+export const CONFIG_FLAGS = Object.keys(cliOptions());
+
+function readSecretFile(path: string): string {
+  // A trailing newline is what editors and `echo` leave; it is never part of a token.
+  return readFileSync(path, "utf8").replace(/[\r\n]+$/, "");
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+function unknownPresenceVars(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set<string>();
+  for (const s of SETTINGS) {
+    known.add(s.env);
+    if (s.kind === "secret") known.add(`${s.env}_FILE`);
+  }
+  const warnings: string[] = [];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith("PRESENCE_") || known.has(name)) continue;
+    let best = "";
+    let bestD = Infinity;
+    for (const k of known) {
+      const d = editDistance(name, k);
+      if (d < bestD) [best, bestD] = [k, d];
+    }
+    warnings.push(`unknown setting ${name} is ignored${bestD <= 4 ? ` (did you mean ${best}?)` : ""}`);
+  }
+  return warnings;
+}
+
+/**
+ * Reads the configuration from flags (first), environment variables and `*_FILE` files.
+ * Every problem is collected so that one run names every bad key; throws ConfigError.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): LoadResult {
+  const problems: string[] = [];
+  let flags: Record<string, string | undefined> = {};
+  try {
+    flags = parseArgs({ args: [...argv], options: cliOptions(), strict: true, allowPositionals: false })
+      .values as Record<string, string | undefined>;
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+
+  const out: Record<string, unknown> = { secretFiles: {} };
+  const secretFiles: Partial<Record<SettingEnv, string>> = {};
+  for (const spec of SETTINGS as readonly SettingSpec[]) {
+    const flag = flagName(spec.env);
+    let raw = flags[flag] ?? env[spec.env];
+    if (raw === "") raw = undefined; // an empty variable means unset, as in most shells' configs
+    if (spec.kind === "secret") {
+      const file = flags[`${flag}-file`] ?? (env[`${spec.env}_FILE`] || undefined);
+      if (file !== undefined) {
+        if (raw !== undefined) {
+          problems.push(`${describe(spec)}: set either the value or ${spec.env}_FILE, not both`);
+          continue;
+        }
+        try {
+          raw = readSecretFile(file);
+          secretFiles[spec.env as SettingEnv] = file;
+        } catch (err) {
+          problems.push(
+            `${spec.env}_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+          );
+          continue;
+        }
+      }
+    }
+    raw ??= spec.default;
+    if (raw === undefined) {
+      if (spec.required) problems.push(`${describe(spec)}: required, ${spec.help}`);
+      continue;
+    }
+    const parsed = valueSchema(spec).safeParse(raw);
+    if (!parsed.success) {
+      const shown = spec.kind === "secret" ? "" : `, got ${JSON.stringify(raw)}`;
+      problems.push(`${describe(spec)}: ${parsed.error.issues[0]?.message ?? "invalid"}${shown}`);
+      continue;
+    }
+    out[FIELD[spec.env as SettingEnv]] = parsed.data;
+  }
+
+  if (out.redisUrl !== undefined) {
+    problems.push(
+      "REDIS_URL (--redis-url): the Redis broker is not available in this version; unset it to run one instance with all state in memory",
+    );
+  }
+  if (out.secret !== undefined && out.secret === out.secretPrevious) {
+    problems.push("PRESENCE_SECRET_PREVIOUS: is the same as PRESENCE_SECRET; unset it or set the old secret");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  if (typeof out.mattermostUrl === "string") out.mattermostUrl = out.mattermostUrl.replace(/\/+$/, "");
+  out.secretFiles = secretFiles;
+  return { config: out as unknown as Config, warnings: unknownPresenceVars(env) };
+}
+
+/** `--help` text for the settings, generated from the same table. */
+export function settingsHelp(): string {
+  const lines: string[] = [];
+  for (const spec of SETTINGS as readonly SettingSpec[]) {
+    const flag = `--${flagName(spec.env)}`;
+    const def =
+      spec.default !== undefined ? ` [default ${spec.default}]` : spec.required ? " [required]" : "";
+    lines.push(`  ${flag.padEnd(26)} ${spec.env}${spec.kind === "secret" ? " / _FILE" : ""}${def}`);
+    lines.push(`  ${"".padEnd(26)} ${spec.help}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,151 @@
+/**
+ * Every setting the gateway reads, with its environment variable, its CLI flag and its default.
+ * This table is the single source for parsing, validation, `--help` and the docs.
+ */
+export type SettingKind = "string" | "url" | "int" | "secret" | "enum";
+
+export interface SettingSpec {
+  /** Environment variable name; the CLI flag is derived from it (see flagName). */
+  env: string;
+  kind: SettingKind;
+  help: string;
+  default?: string;
+  required?: boolean;
+  /** Secrets may also be read from a file named by `<env>_FILE` / `--<flag>-file`. */
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+}
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+export const SETTINGS = [
+  {
+    env: "MATTERMOST_URL",
+    kind: "url",
+    required: true,
+    help: "Mattermost base URL, e.g. https://chat.example.com",
+  },
+  {
+    env: "MATTERMOST_TOKEN",
+    kind: "secret",
+    required: true,
+    help: "bot or personal access token (a system admin's sees emails)",
+  },
+  {
+    env: "PRESENCE_SECRET",
+    kind: "secret",
+    required: true,
+    help: "secret the Outlook providers send (`outlook-presence secret` makes one)",
+  },
+  {
+    env: "PRESENCE_SECRET_PREVIOUS",
+    kind: "secret",
+    help: "previous secret, still accepted while desktops move to the new one",
+  },
+  {
+    env: "PRESENCE_PAGE_SIZE",
+    kind: "int",
+    default: "100",
+    min: 1,
+    max: 10000,
+    help: "users per /status page (the old plugin's PerPageStatuses)",
+  },
+  {
+    env: "PRESENCE_POLL_INTERVAL_MS",
+    kind: "int",
+    default: "3000",
+    min: 250,
+    max: 3_600_000,
+    help: "how often statuses are read from Mattermost",
+  },
+  {
+    env: "PRESENCE_DIRECTORY_REFRESH_MS",
+    kind: "int",
+    default: "60000",
+    min: 1000,
+    max: 86_400_000,
+    help: "full re-read of the active user list",
+  },
+  {
+    env: "PRESENCE_KEEPALIVE_MS",
+    kind: "int",
+    default: "20000",
+    min: 100,
+    max: 600_000,
+    help: "every socket gets a real status at least this often (providers reconnect after 30 s of silence)",
+  },
+  {
+    env: "PRESENCE_REPLAY_WINDOW_MS",
+    kind: "int",
+    default: "120000",
+    min: 0,
+    max: 86_400_000,
+    help: "on connect, replay the latest status of users changed within this window",
+  },
+  {
+    env: "PRESENCE_POLL_CONCURRENCY",
+    kind: "int",
+    default: "4",
+    min: 1,
+    max: 64,
+    help: "status requests in flight at once during a poll cycle",
+  },
+  {
+    env: "PRESENCE_REQUEST_TIMEOUT_MS",
+    kind: "int",
+    default: "10000",
+    min: 100,
+    max: 300_000,
+    help: "timeout of one request to Mattermost",
+  },
+  {
+    env: "PRESENCE_BACKOFF_MAX_MS",
+    kind: "int",
+    default: "60000",
+    min: 100,
+    max: 3_600_000,
+    help: "longest wait between retries while Mattermost is failing",
+  },
+  {
+    env: "PRESENCE_WS_MAX_BUFFER_BYTES",
+    kind: "int",
+    default: "1048576",
+    min: 1024,
+    max: 1_073_741_824,
+    help: "a socket with more unsent bytes than this is closed (1013); the provider reconnects",
+  },
+  {
+    env: "PRESENCE_MAX_CONNECTIONS",
+    kind: "int",
+    default: "50000",
+    min: 1,
+    max: 10_000_000,
+    help: "WebSocket connections accepted at once; more get 503",
+  },
+  { env: "HOST", kind: "string", default: "0.0.0.0", help: "address to listen on" },
+  {
+    env: "PORT",
+    kind: "int",
+    default: "8080",
+    min: 0,
+    max: 65535,
+    help: "port to listen on (0: any free port)",
+  },
+  { env: "LOG_LEVEL", kind: "enum", default: "info", values: LOG_LEVELS, help: "log level" },
+  {
+    env: "REDIS_URL",
+    kind: "url",
+    help: "Redis for several replicas (not supported yet: leave unset for one instance, all in memory)",
+  },
+] as const satisfies readonly SettingSpec[];
+
+export type SettingEnv = (typeof SETTINGS)[number]["env"];
+
+/** `PRESENCE_POLL_INTERVAL_MS` → `poll-interval-ms`; `MATTERMOST_URL` → `mattermost-url`. */
+export function flagName(env: string): string {
+  return env
+    .replace(/^PRESENCE_/, "")
+    .toLowerCase()
+    .replace(/_/g, "-");
+}

@@ -1,0 +1,69 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+
+/**
+ * Go's url.QueryUnescape: `+` is a space, `%XX` a byte; a bad escape is an error (null).
+ * The old plugin decoded the secret with it until it matched or stopped changing, and
+ * providers depend on that: they URL-encode the secret once more than needed.
+ */
+export function goQueryUnescape(s: string): string | null {
+  if (!s.includes("%") && !s.includes("+")) return s;
+  const parts: Buffer[] = [];
+  let plain = "";
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    if (ch !== "%") {
+      plain += ch === "+" ? " " : ch;
+      continue;
+    }
+    const hex = s.slice(i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex)) return null;
+    parts.push(Buffer.from(plain, "utf8"), Buffer.from([parseInt(hex, 16)]));
+    plain = "";
+    i += 2;
+  }
+  parts.push(Buffer.from(plain, "utf8"));
+  return Buffer.concat(parts).toString("utf8");
+}
+
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s, "utf8").digest();
+}
+
+/** Constant-time equality: compares fixed-length digests, so neither content nor length leaks. */
+export function constantTimeEquals(a: string, b: string): boolean {
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+/** At most this many decoding rounds; more is not a provider, it is an attack on our CPU. */
+const MAX_DECODE_ROUNDS = 8;
+
+/**
+ * True when `got` (already decoded once from the query string) is one of the accepted secrets,
+ * possibly after more rounds of URL-decoding, as the old plugin accepted.
+ */
+export function secretMatches(accepted: readonly string[], got: string | null | undefined): boolean {
+  if (got === null || got === undefined) return false;
+  let candidate: string = got;
+  for (let round = 0; round <= MAX_DECODE_ROUNDS; round++) {
+    let ok = false;
+    for (const s of accepted) ok = constantTimeEquals(candidate, s) || ok; // no early exit
+    if (ok) return true;
+    const next = goQueryUnescape(candidate);
+    if (next === null) return false;
+    if (next === candidate) return false;
+    candidate = next;
+  }
+  return false;
+}
+
+/**
+ * The secret a request presents: `Authorization: Bearer S` or the first `secret` query value
+ * (like Go's FormValue).
+ */
+export function presentedSecret(authorization: string | undefined, query: URLSearchParams): string | null {
+  if (authorization) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (m) return m[1]!;
+  }
+  return query.get("secret");
+}

@@ -1,0 +1,35 @@
+import type { Socket } from "node:net";
+import type { WebSocket } from "ws";
+
+/**
+ * One unmasked, final text frame holding `payload`, built once and written as-is to every
+ * socket: the fan-out never re-frames or re-serializes per socket.
+ */
+export function textFrame(payload: string | Buffer): Buffer {
+  const data = typeof payload === "string" ? Buffer.from(payload) : payload;
+  // RFC 6455 §5.2: FIN + opcode 1 (text); server frames are not masked.
+  let header: Buffer;
+  if (data.length < 126) {
+    header = Buffer.from([0x81, data.length]);
+  } else if (data.length < 0x10000) {
+    header = Buffer.from([0x81, 126, data.length >> 8, data.length & 0xff]);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = 0x81;
+    header[1] = 127;
+    header.writeBigUInt64BE(BigInt(data.length), 2);
+  }
+  return Buffer.concat([header, data]);
+}
+
+/**
+ * Writes pre-built frames straight to the socket under a `ws` connection, in one write
+ * (one syscall for a whole poll cycle's changes). Safe because permessage-deflate is off, so
+ * `ws` itself never holds frames back that ours could overtake.
+ */
+export function writeFrames(ws: WebSocket, frames: Buffer): boolean {
+  const socket = (ws as unknown as { _socket: Socket | null })._socket;
+  if (!socket || socket.destroyed || !socket.writable) return false;
+  socket.write(frames);
+  return true;
+}

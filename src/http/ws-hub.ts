@@ -1,0 +1,172 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { Logger } from "../log.js";
+import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
+import type { ProviderStatus } from "../presence/status.js";
+import { encodeStatus } from "../presence/wire.js";
+import { textFrame, writeFrames } from "./ws-frames.js";
+
+export interface WsHubOptions {
+  snapshot: PresenceSnapshot;
+  log: Logger;
+  keepaliveMs: number;
+  replayWindowMs: number;
+  maxBufferBytes: number;
+  /** How often dead peers are looked for (ping, then terminate if no pong by the next round). */
+  pingIntervalMs?: number;
+  now?: () => number;
+}
+
+interface Client {
+  alive: boolean;
+  remote: string;
+}
+
+/** Close codes the hub uses, so providers and logs can tell why. */
+export const CLOSE = { goingAway: 1001, policy: 1008, tryAgainLater: 1013 } as const;
+
+/**
+ * The compat `/ws` pool. Every message on it is one `{"user_id","email","status"}` object,
+ * byte for byte as the old plugin's (Go's json.Encoder, so a trailing newline).
+ *
+ * - Fan-out: a batch of changes is framed once and written to every socket as one buffer.
+ * - Keepalive: one timer for all sockets sends the next user's current status every
+ *   keepaliveMs, round-robin, because providers reconnect after 30 s without a message.
+ * - Replay: a new socket first gets the latest status of every address changed within
+ *   replayWindowMs.
+ * - Memory: a socket holding more than maxBufferBytes unsent is closed with 1013.
+ */
+export class WsHub {
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 4096, // providers send nothing; anything big is abuse
+    perMessageDeflate: false, // frames are pre-built and written raw (see writeFrames)
+    clientTracking: false,
+  });
+  private readonly clients = new Map<WebSocket, Client>();
+  /** Latest frame per email within the replay window, oldest first. */
+  private readonly recent = new Map<string, { at: number; frame: Buffer }>();
+  private replayCache: Buffer | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly now: () => number;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly opts: WsHubOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  start(): void {
+    this.unsubscribe = this.opts.snapshot.onChanges((c) => this.broadcast(c));
+    this.timers.push(setInterval(() => this.keepalive(), this.opts.keepaliveMs).unref());
+    this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs ?? 30_000).unref());
+  }
+
+  /** Completes an upgrade the server has already authorized. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, req));
+  }
+
+  /** Writes one batch to every socket: framed once, one write per socket. */
+  broadcast(changes: readonly Change[]): void {
+    if (changes.length === 0) return;
+    const frames: Buffer[] = [];
+    for (const c of changes) {
+      const frame = statusFrame(c.userId, c.email, c.status);
+      frames.push(frame);
+      this.recent.delete(c.email);
+      this.recent.set(c.email, { at: c.at, frame });
+    }
+    this.replayCache = undefined;
+    this.writeAll(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+  }
+
+  /** Closes every socket (1001 by default) and stops the timers. */
+  close(code: number = CLOSE.goingAway, reason = "server shutting down"): void {
+    this.unsubscribe?.();
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    for (const ws of this.clients.keys()) ws.close(code, reason);
+  }
+
+  /** Ends sockets that did not finish their closing handshake. */
+  terminateAll(): void {
+    for (const ws of this.clients.keys()) ws.terminate();
+  }
+
+  private onOpen(ws: WebSocket, req: IncomingMessage): void {
+    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const client: Client = { alive: true, remote };
+    this.clients.set(ws, client);
+    this.opts.log.info({ event: "ws_connect", remote, sockets: this.clients.size }, "provider connected");
+    ws.on("pong", () => (client.alive = true));
+    ws.on("error", (err) =>
+      this.opts.log.debug({ event: "ws_error", remote, err: err.message }, "socket error"),
+    );
+    ws.on("close", (code) => {
+      this.clients.delete(ws);
+      this.opts.log.info(
+        { event: "ws_disconnect", remote, code, sockets: this.clients.size },
+        "provider disconnected",
+      );
+    });
+    const replay = this.replay();
+    if (replay.length > 0) writeFrames(ws, replay);
+  }
+
+  private replay(): Buffer {
+    const cutoff = this.now() - this.opts.replayWindowMs;
+    for (const [email, entry] of this.recent) {
+      if (entry.at >= cutoff) break; // oldest first: the rest are newer
+      this.recent.delete(email);
+      this.replayCache = undefined;
+    }
+    this.replayCache ??= Buffer.concat([...this.recent.values()].map((e) => e.frame));
+    return this.replayCache;
+  }
+
+  private writeAll(buf: Buffer): void {
+    for (const [ws, client] of this.clients) {
+      if (ws.readyState !== ws.OPEN) continue;
+      // Checked before writing, so one large burst never closes a healthy socket.
+      if (ws.bufferedAmount > this.opts.maxBufferBytes) {
+        this.opts.log.warn(
+          { event: "ws_slow_consumer", remote: client.remote, buffered: ws.bufferedAmount },
+          "closing a socket that does not read",
+        );
+        ws.close(CLOSE.tryAgainLater, "too slow");
+        // Its peer does not read, so the close handshake will not finish either.
+        setTimeout(() => ws.terminate(), 1000).unref();
+        continue;
+      }
+      writeFrames(ws, buf);
+    }
+  }
+
+  private keepalive(): void {
+    if (this.clients.size === 0) return;
+    const user = this.opts.snapshot.nextKeepalive();
+    if (user?.status === undefined) return;
+    this.writeAll(statusFrame(user.id, user.email, user.status));
+  }
+
+  private pingRound(): void {
+    for (const [ws, client] of this.clients) {
+      if (!client.alive) {
+        this.opts.log.info({ event: "ws_dead_peer", remote: client.remote }, "no pong: dropping socket");
+        ws.terminate();
+        continue;
+      }
+      client.alive = false;
+      ws.ping();
+    }
+  }
+}
+
+function statusFrame(userId: string, email: string, status: ProviderStatus): Buffer {
+  return textFrame(`${encodeStatus(userId, email, status)}\n`);
+}

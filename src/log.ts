@@ -1,0 +1,74 @@
+import {
+  pino,
+  destination as pinoDestination,
+  stdTimeFunctions,
+  type Logger,
+  type DestinationStream,
+} from "pino";
+
+export type { Logger };
+
+/**
+ * Values that must never reach a log line. Structured redaction (below) covers the fields we
+ * know about; this list is the last guard: every serialized line is scrubbed of these strings
+ * (and their URL-encoded forms) before it is written, whatever field they hide in.
+ */
+export class SecretScrubber {
+  private needles: string[] = [];
+
+  set(values: readonly (string | undefined)[]): void {
+    const all = new Set<string>();
+    for (const v of values) {
+      if (!v || v.length < 4) continue; // too short to be a real secret, and would scrub noise
+      all.add(v);
+      all.add(encodeURIComponent(v));
+      all.add(JSON.stringify(v).slice(1, -1));
+    }
+    // Longest first, so a secret that contains another is replaced whole.
+    this.needles = [...all].sort((a, b) => b.length - a.length);
+  }
+
+  scrub(line: string): string {
+    for (const n of this.needles) {
+      if (line.includes(n)) line = line.split(n).join("[REDACTED]");
+    }
+    return line;
+  }
+}
+
+export const REDACT_PATHS = [
+  "token",
+  "secret",
+  "authorization",
+  "*.token",
+  "*.secret",
+  "*.authorization",
+  "*.mattermostToken",
+  "*.secretPrevious",
+  "headers.authorization",
+  "req.headers.authorization",
+  "req.headers.cookie",
+];
+
+/** Replaces the value of `secret=` in a URL's query, for request logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]secret=)[^&#]*/gi, "$1[REDACTED]");
+}
+
+export function createLogger(
+  level: string,
+  scrubber: SecretScrubber,
+  destination: DestinationStream = pinoDestination({ dest: 1, sync: false }),
+): Logger {
+  return pino(
+    {
+      level,
+      base: undefined,
+      timestamp: stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT_PATHS, censor: "[REDACTED]" },
+      hooks: { streamWrite: (s) => scrubber.scrub(s) },
+    },
+    destination,
+  );
+}

@@ -1,0 +1,304 @@
+import type { Logger } from "../log.js";
+import type { PresenceSnapshot } from "../presence/snapshot.js";
+import { isKnownMattermostStatus } from "../presence/status.js";
+import { backoffDelay } from "./backoff.js";
+import {
+  MAX_IDS_PER_STATUS_REQUEST,
+  MAX_USERS_PER_PAGE,
+  type DirectoryUser,
+  type MattermostClient,
+} from "./client.js";
+import { UpstreamError } from "./errors.js";
+
+export interface SyncOptions {
+  client: MattermostClient;
+  snapshot: PresenceSnapshot;
+  log: Logger;
+  pollIntervalMs: number;
+  directoryRefreshMs: number;
+  concurrency: number;
+  backoffMaxMs: number;
+  random?: () => number;
+}
+
+/** What `/readyz`, logs and (later) metrics report about the upstream. */
+export interface UpstreamHealth {
+  tokenRejected: boolean;
+  consecutiveFailures: number;
+  lastError: string | undefined;
+  lastPollAt: number | undefined;
+  lastPollMs: number | undefined;
+  lastDirectoryAt: number | undefined;
+  /** Active users the token sees without an email (left out of /status). */
+  usersWithoutEmail: number;
+  statusRequestsLastCycle: number;
+}
+
+/** Runs `fn` over `items` with at most `limit` promises in flight; rejects on the first failure. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * Keeps the snapshot equal to Mattermost: a poll cycle every pollIntervalMs (statuses of every
+ * user, 200 ids a request, `concurrency` in flight), preceded by a full directory read when one is
+ * due or hinted. Failures never touch the snapshot (the last good one keeps serving): 401 marks
+ * the token rejected, 429 waits Retry-After, anything else backs off exponentially with jitter.
+ */
+export class PresenceSync {
+  readonly health: UpstreamHealth = {
+    tokenRejected: false,
+    consecutiveFailures: 0,
+    lastError: undefined,
+    lastPollAt: undefined,
+    lastPollMs: undefined,
+    lastDirectoryAt: undefined,
+    usersWithoutEmail: 0,
+    statusRequestsLastCycle: 0,
+  };
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private stopped = true;
+  private directoryHint: string | undefined;
+  private readonly pendingUsers = new Set<string>();
+  private userTimer: NodeJS.Timeout | undefined;
+  private warnedUnknown = new Set<string>();
+  private inFlight: Promise<void> | undefined;
+
+  constructor(private readonly opts: SyncOptions) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Stops scheduling; resolves when the cycle in flight (if any) has ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.userTimer);
+    await this.inFlight;
+  }
+
+  /** A Mattermost event said the directory changed: re-read it in the next cycle. */
+  hintDirectory(reason: string): void {
+    this.directoryHint ??= reason;
+  }
+
+  /**
+   * Someone said this user's status changed. Never trusted: it only makes the gateway ask
+   * Mattermost for that user soon (batched over 50 ms, de-duplicated, bounded).
+   */
+  hintUser(userId: string): boolean {
+    if (!this.opts.snapshot.get(userId)) return false;
+    if (this.pendingUsers.size >= MAX_IDS_PER_STATUS_REQUEST * 5) return false;
+    this.pendingUsers.add(userId);
+    this.userTimer ??= setTimeout(() => void this.flushUserHints(), 50);
+    return true;
+  }
+
+  /** Runs one cycle now (tests and the first load use it); errors are reported, not thrown. */
+  async runOnce(): Promise<boolean> {
+    if (this.running) {
+      await this.inFlight;
+      return this.health.consecutiveFailures === 0;
+    }
+    this.running = true;
+    const done = this.cycle().finally(() => (this.running = false));
+    this.inFlight = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await done;
+      this.onSuccess();
+      return true;
+    } catch (err) {
+      this.onFailure(err);
+      return false;
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(async () => {
+      const started = Date.now();
+      const ok = await this.runOnce();
+      if (this.stopped) return;
+      this.schedule(ok ? Math.max(0, this.opts.pollIntervalMs - (Date.now() - started)) : this.retryDelay());
+    }, delayMs);
+  }
+
+  private async cycle(): Promise<void> {
+    const { snapshot, directoryRefreshMs } = this.opts;
+    const started = performance.now();
+    const dirAge = Date.now() - (this.health.lastDirectoryAt ?? 0);
+    if (this.directoryHint !== undefined || dirAge >= directoryRefreshMs || !snapshot.ready) {
+      const reason = this.directoryHint ?? (this.health.lastDirectoryAt ? "periodic" : "startup");
+      this.directoryHint = undefined;
+      try {
+        await this.refreshDirectory(reason);
+      } catch (err) {
+        if (reason !== "periodic" && reason !== "startup") this.directoryHint = reason; // try again next cycle
+        throw err;
+      }
+    }
+    const ids = snapshot.userIds();
+    const statuses = await this.readStatuses(ids);
+    snapshot.applyStatuses(statuses, true);
+    this.health.lastPollAt = Date.now();
+    this.health.lastPollMs = performance.now() - started;
+  }
+
+  private async refreshDirectory(reason: string): Promise<void> {
+    const started = performance.now();
+    const users: DirectoryUser[] = [];
+    for (let page = 0; ; page++) {
+      const batch = await this.opts.client.getActiveUsers(page, MAX_USERS_PER_PAGE);
+      for (const u of batch) users.push(u);
+      if (batch.length < MAX_USERS_PER_PAGE) break;
+    }
+    const changes = this.opts.snapshot.applyDirectory(users);
+    this.health.lastDirectoryAt = Date.now();
+    const withoutEmail = users.filter((u) => u.email === "").length;
+    if (withoutEmail !== this.health.usersWithoutEmail || reason === "startup") {
+      if (withoutEmail > 0 && withoutEmail === users.length) {
+        this.opts.log.error(
+          { event: "emails_hidden", users: users.length },
+          "the Mattermost token sees no email addresses, so Outlook can match nobody: use a system admin's token, or turn on ShowEmailAddress",
+        );
+      } else if (withoutEmail > 0) {
+        this.opts.log.warn(
+          { event: "users_without_email", count: withoutEmail, users: users.length },
+          "some active users have no email visible to the token; they are left out",
+        );
+      }
+    }
+    this.health.usersWithoutEmail = withoutEmail;
+    this.opts.log.info(
+      {
+        event: "directory_refreshed",
+        reason,
+        users: users.length,
+        changes: changes.length,
+        durationMs: Math.round(performance.now() - started),
+      },
+      "directory refreshed",
+    );
+  }
+
+  /** Statuses of `ids`, 200 a request, `concurrency` requests in flight. */
+  private async readStatuses(ids: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const chunks = chunk(ids, MAX_IDS_PER_STATUS_REQUEST);
+    this.health.statusRequestsLastCycle = chunks.length;
+    await mapLimit(chunks, this.opts.concurrency, async (part) => {
+      for (const s of await this.opts.client.getStatuses(part)) {
+        if (!isKnownMattermostStatus(s.status) && !this.warnedUnknown.has(s.status)) {
+          this.warnedUnknown.add(s.status);
+          this.opts.log.warn(
+            { event: "unknown_status", status: s.status.slice(0, 40) },
+            "Mattermost sent a status this gateway does not know; showing it as away",
+          );
+        }
+        out.set(s.userId, s.status);
+      }
+    });
+    return out;
+  }
+
+  private async flushUserHints(): Promise<void> {
+    this.userTimer = undefined;
+    const ids = [...this.pendingUsers].slice(0, MAX_IDS_PER_STATUS_REQUEST);
+    for (const id of ids) this.pendingUsers.delete(id);
+    if (ids.length === 0 || this.health.tokenRejected) return;
+    try {
+      const statuses = await this.opts.client.getStatuses(ids);
+      this.opts.snapshot.applyStatuses(new Map(statuses.map((s) => [s.userId, s.status])), false);
+    } catch (err) {
+      this.opts.log.debug(
+        { event: "hint_read_failed", err: (err as Error).message },
+        "re-read after a hint failed",
+      );
+    }
+    if (this.pendingUsers.size > 0) this.userTimer ??= setTimeout(() => void this.flushUserHints(), 50);
+  }
+
+  private onSuccess(): void {
+    if (this.health.consecutiveFailures > 0 || this.health.tokenRejected) {
+      this.opts.log.info(
+        { event: "upstream_recovered", failures: this.health.consecutiveFailures },
+        "Mattermost answers again",
+      );
+    }
+    this.health.consecutiveFailures = 0;
+    this.health.tokenRejected = false;
+    this.health.lastError = undefined;
+  }
+
+  private onFailure(err: unknown): void {
+    const e = err instanceof UpstreamError ? err : new UpstreamError("network", String(err), "internal");
+    this.health.consecutiveFailures++;
+    this.health.lastError = e.message;
+    if (e.kind === "unauthorized") {
+      if (!this.health.tokenRejected) {
+        this.opts.log.error(
+          { event: "token_rejected", endpoint: e.endpoint, status: 401 },
+          "Mattermost rejected MATTERMOST_TOKEN (401): create a new token for the bot and restart or send SIGHUP; not ready until then",
+        );
+      }
+      this.health.tokenRejected = true;
+      return;
+    }
+    const fields = {
+      event: "upstream_failed",
+      kind: e.kind,
+      endpoint: e.endpoint,
+      status: e.status,
+      failures: this.health.consecutiveFailures,
+    };
+    if (this.health.consecutiveFailures === 1)
+      this.opts.log.warn(fields, `Mattermost request failed: ${e.message}; serving the last snapshot`);
+    else this.opts.log.debug(fields, e.message);
+    this.lastFailure = e;
+  }
+
+  private lastFailure: UpstreamError | undefined;
+
+  private retryDelay(): number {
+    const e = this.lastFailure;
+    const { pollIntervalMs, backoffMaxMs } = this.opts;
+    const random = this.opts.random ?? Math.random;
+    if (this.health.tokenRejected) return backoffMaxMs;
+    if (e?.kind === "rate-limited" && e.retryAfterMs !== undefined) {
+      return e.retryAfterMs + Math.round(random() * 250);
+    }
+    return backoffDelay(this.health.consecutiveFailures, pollIntervalMs, backoffMaxMs, random);
+  }
+}

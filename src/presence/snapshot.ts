@@ -1,0 +1,197 @@
+import type { DirectoryUser } from "../mattermost/client.js";
+import { toProviderStatus, type ProviderStatus } from "./status.js";
+
+/** One user as the gateway knows them. */
+export interface PresenceUser {
+  readonly id: string;
+  readonly username: string;
+  readonly email: string;
+  readonly isBot: boolean;
+  /** undefined until Mattermost has answered for this user once. */
+  status: ProviderStatus | undefined;
+}
+
+/** A status a provider must learn, numbered in the order it happened. */
+export interface Change {
+  readonly seq: number;
+  readonly userId: string;
+  readonly email: string;
+  readonly status: ProviderStatus;
+  /** ms since epoch when the gateway saw it. */
+  readonly at: number;
+}
+
+export type ChangeListener = (changes: readonly Change[]) => void;
+
+/**
+ * The presence snapshot: active users in Mattermost's order with their email and status.
+ * It owns this state; everything else reads it or subscribes to its change batches. Only
+ * statuses that came from Mattermost enter it (applyStatuses), and every difference between
+ * two snapshots becomes exactly one Change (or two for an email change: offline for the old
+ * address, the current status for the new one).
+ */
+export class PresenceSnapshot {
+  private users: PresenceUser[] = [];
+  private byId = new Map<string, PresenceUser>();
+  /** Users a provider sees: with an email and a known status, in order. Rebuilt when membership changes. */
+  private visibleList: PresenceUser[] = [];
+  private visibleIndex = new Map<string, number>();
+  private listeners = new Set<ChangeListener>();
+  private seq = 0;
+  private directoryLoaded = false;
+  private statusesLoaded = false;
+  /** Bumped whenever the visible list's membership or order changes (every page may move). */
+  private layoutVersion = 0;
+  private dirtyVisible = new Set<number>();
+  private keepaliveCursor = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** True once a full directory and a status for every user have been loaded. */
+  get ready(): boolean {
+    return this.directoryLoaded && this.statusesLoaded;
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  get size(): number {
+    return this.users.length;
+  }
+
+  /** Ids of every active user, in order: what the poller asks statuses for. */
+  userIds(): string[] {
+    return this.users.map((u) => u.id);
+  }
+
+  get(id: string): PresenceUser | undefined {
+    return this.byId.get(id);
+  }
+
+  /** The users providers see, in order. Read-only view; do not keep across changes. */
+  visible(): readonly PresenceUser[] {
+    return this.visibleList;
+  }
+
+  countsByStatus(): Record<ProviderStatus, number> {
+    const c = { online: 0, away: 0, dnd: 0, offline: 0 };
+    for (const u of this.visibleList) c[u.status!]++;
+    return c;
+  }
+
+  onChanges(fn: ChangeListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * Replaces the directory with a fresh full read. Users who left get `offline`; new users are
+   * held back until their first status arrives; an email change moves the user.
+   */
+  applyDirectory(next: readonly DirectoryUser[]): Change[] {
+    const changes: Change[] = [];
+    const at = this.now();
+    const nextIds = new Set<string>();
+    let layoutChanged = next.length !== this.users.length;
+    const nextUsers: PresenceUser[] = [];
+    for (let i = 0; i < next.length; i++) {
+      const d = next[i]!;
+      if (nextIds.has(d.id)) continue; // a user moved between pages while we read: keep the first
+      nextIds.add(d.id);
+      const old = this.byId.get(d.id);
+      if (!layoutChanged && this.users[i]?.id !== d.id) layoutChanged = true;
+      if (old && old.email === d.email && old.username === d.username) {
+        nextUsers.push(old);
+        continue;
+      }
+      layoutChanged = true;
+      const user: PresenceUser = {
+        id: d.id,
+        username: d.username,
+        email: d.email,
+        isBot: d.isBot,
+        status: old?.status,
+      };
+      if (old && old.email !== d.email) {
+        if (old.email && old.status !== undefined)
+          changes.push(this.change(old.id, old.email, "offline", at));
+        if (d.email && old.status !== undefined) changes.push(this.change(d.id, d.email, old.status, at));
+      }
+      nextUsers.push(user);
+    }
+    for (const old of this.users) {
+      if (!nextIds.has(old.id) && old.email && old.status !== undefined) {
+        changes.push(this.change(old.id, old.email, "offline", at));
+      }
+    }
+    this.directoryLoaded = true;
+    if (layoutChanged) {
+      this.users = nextUsers;
+      this.byId = new Map(nextUsers.map((u) => [u.id, u]));
+      this.rebuildVisible();
+    }
+    this.emit(changes);
+    return changes;
+  }
+
+  /**
+   * Applies statuses read from Mattermost. Users not in the directory are ignored (a status can
+   * only be published for a known active user); users missing from the answer keep theirs.
+   * `complete` marks a read of every user, which makes the snapshot ready.
+   */
+  applyStatuses(statuses: ReadonlyMap<string, string>, complete: boolean): Change[] {
+    const changes: Change[] = [];
+    const at = this.now();
+    let membershipChanged = false;
+    for (const [id, raw] of statuses) {
+      const user = this.byId.get(id);
+      if (!user) continue;
+      const status = toProviderStatus(raw);
+      if (user.status === status) continue;
+      const wasVisible = user.status !== undefined && user.email !== "";
+      user.status = status;
+      if (!user.email) continue;
+      if (!wasVisible) membershipChanged = true;
+      else this.dirtyVisible.add(this.visibleIndex.get(id)!);
+      changes.push(this.change(id, user.email, status, at));
+    }
+    if (complete) this.statusesLoaded = true;
+    if (membershipChanged) this.rebuildVisible();
+    this.emit(changes);
+    return changes;
+  }
+
+  /**
+   * Pages whose content changed since the last call, or "all" when the layout moved.
+   * The page cache calls this to know what to rebuild.
+   */
+  takeDirty(): { layoutVersion: number; indices: ReadonlySet<number> } {
+    const indices = this.dirtyVisible;
+    this.dirtyVisible = new Set();
+    return { layoutVersion: this.layoutVersion, indices };
+  }
+
+  /** The next visible user for the keepalive, round-robin. */
+  nextKeepalive(): PresenceUser | undefined {
+    if (this.visibleList.length === 0) return undefined;
+    if (this.keepaliveCursor >= this.visibleList.length) this.keepaliveCursor = 0;
+    return this.visibleList[this.keepaliveCursor++];
+  }
+
+  private change(userId: string, email: string, status: ProviderStatus, at: number): Change {
+    return { seq: ++this.seq, userId, email, status, at };
+  }
+
+  private rebuildVisible(): void {
+    this.visibleList = this.users.filter((u) => u.email !== "" && u.status !== undefined);
+    this.visibleIndex = new Map(this.visibleList.map((u, i) => [u.id, i]));
+    this.layoutVersion++;
+    this.dirtyVisible.clear();
+  }
+
+  private emit(changes: readonly Change[]): void {
+    if (changes.length === 0) return;
+    for (const fn of this.listeners) fn(changes);
+  }
+}

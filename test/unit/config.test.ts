@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ConfigError, loadConfig } from "../../src/config/load.js";
+
+const BASE = {
+  MATTERMOST_URL: "https://chat.example.com/",
+  MATTERMOST_TOKEN: "tok-abcdef",
+  PRESENCE_SECRET: "sec-abcdef",
+};
+
+function problems(argv: string[], env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(argv, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+test("defaults from DESIGN.md apply when only the required keys are set", () => {
+  const { config, warnings } = loadConfig([], BASE);
+  assert.equal(config.mattermostUrl, "https://chat.example.com");
+  assert.equal(config.pageSize, 100);
+  assert.equal(config.pollIntervalMs, 3000);
+  assert.equal(config.directoryRefreshMs, 60000);
+  assert.equal(config.keepaliveMs, 20000);
+  assert.equal(config.replayWindowMs, 120000);
+  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.port, 8080);
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.wsMaxBufferBytes, 1048576);
+  assert.equal(config.redisUrl, undefined);
+  assert.deepEqual(warnings, []);
+});
+
+test("every missing required key is named, with its flag and file form", () => {
+  const p = problems([], {});
+  assert.equal(p.length, 3);
+  assert.match(p[0]!, /^MATTERMOST_URL \(--mattermost-url\): required/);
+  assert.match(p[1]!, /^MATTERMOST_TOKEN \(--mattermost-token, or MATTERMOST_TOKEN_FILE\): required/);
+  assert.match(p[2]!, /^PRESENCE_SECRET \(--secret, or PRESENCE_SECRET_FILE\): required/);
+});
+
+test("each bad value gets one message naming its key and what is expected", () => {
+  const p = problems([], {
+    ...BASE,
+    PRESENCE_POLL_INTERVAL_MS: "100",
+    PRESENCE_PAGE_SIZE: "ten",
+    PORT: "70000",
+    LOG_LEVEL: "loud",
+    MATTERMOST_URL: "chat.example.com",
+  });
+  assert.equal(p.length, 5);
+  assert.ok(p.some((m) => /^PRESENCE_POLL_INTERVAL_MS .*at least 250, got "100"/.test(m)));
+  assert.ok(p.some((m) => /^PRESENCE_PAGE_SIZE .*whole number/.test(m)));
+  assert.ok(p.some((m) => /^PORT .*at most 65535/.test(m)));
+  assert.ok(p.some((m) => /^LOG_LEVEL .*one of fatal, error/.test(m)));
+  assert.ok(p.some((m) => /^MATTERMOST_URL .*absolute URL/.test(m)));
+});
+
+test("a bad secret's message never shows the value", () => {
+  const p = problems([], { ...BASE, PRESENCE_SECRET: "has space inside" });
+  assert.equal(p.length, 1);
+  assert.doesNotMatch(p[0]!, /has space/);
+});
+
+test("flags win over environment variables", () => {
+  const { config } = loadConfig(["--port", "9000", "--poll-interval-ms", "500", "--secret", "flag-secret"], {
+    ...BASE,
+    PORT: "1234",
+  });
+  assert.equal(config.port, 9000);
+  assert.equal(config.pollIntervalMs, 500);
+  assert.equal(config.secret, "flag-secret");
+});
+
+test("an unknown flag is an error naming it", () => {
+  const p = problems(["--pol-interval", "5"], BASE);
+  assert.match(p[0]!, /--pol-interval/);
+});
+
+test("secrets can come from *_FILE, trailing newline removed; value and file together is an error", () => {
+  const dir = mkdtempSync(join(tmpdir(), "op-config-"));
+  const file = join(dir, "token");
+  writeFileSync(file, "file-token-123\n");
+  const { config } = loadConfig([], { ...BASE, MATTERMOST_TOKEN: undefined, MATTERMOST_TOKEN_FILE: file });
+  assert.equal(config.mattermostToken, "file-token-123");
+  assert.equal(config.secretFiles.MATTERMOST_TOKEN, file);
+  const p = problems([], { ...BASE, MATTERMOST_TOKEN_FILE: file });
+  assert.match(p[0]!, /MATTERMOST_TOKEN.*either the value or MATTERMOST_TOKEN_FILE/);
+  const missing = problems([], {
+    ...BASE,
+    PRESENCE_SECRET: undefined,
+    PRESENCE_SECRET_FILE: join(dir, "nope"),
+  });
+  assert.match(missing[0]!, /^PRESENCE_SECRET_FILE: cannot read .*ENOENT/);
+});
+
+test("unknown PRESENCE_* variables are warned about, with a suggestion", () => {
+  const { warnings } = loadConfig([], { ...BASE, PRESENCE_POLL_INTERVAL: "5000", PRESENCE_ZZZ: "1" });
+  assert.equal(warnings.length, 2);
+  assert.match(warnings[0]!, /PRESENCE_POLL_INTERVAL .*did you mean PRESENCE_POLL_INTERVAL_MS/);
+  assert.doesNotMatch(warnings[1]!, /did you mean/);
+});
+
+test("REDIS_URL is refused clearly until the Redis broker exists", () => {
+  const p = problems([], { ...BASE, REDIS_URL: "redis://127.0.0.1:6379" });
+  assert.match(p[0]!, /^REDIS_URL .*not available/);
+});
