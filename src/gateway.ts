@@ -6,7 +6,9 @@ import { MattermostClient } from "./mattermost/client.js";
 import { MattermostEvents } from "./mattermost/events.js";
 import { PresenceSync } from "./mattermost/sync.js";
 import { PresenceSnapshot } from "./presence/snapshot.js";
-import { createHttpServer } from "./http/server.js";
+import { compatApi } from "./http/compat.js";
+import { healthApi } from "./http/health.js";
+import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
 
 /**
@@ -55,16 +57,22 @@ export class Gateway {
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
     });
-    this.server = createHttpServer({
-      snapshot: this.snapshot,
-      hub: this.hub,
-      log,
-      secrets: () => this.secrets,
-      pageSize: () => this.config.pageSize,
-      notReadyReason: () => this.notReadyReason(),
-      hintUser: (id) => this.sync.hintUser(id),
-      maxConnections: config.maxConnections,
-    });
+    this.server = createHttpServer(log, [
+      compatApi({
+        snapshot: this.snapshot,
+        hub: this.hub,
+        log,
+        secrets: () => this.secrets,
+        pageSize: () => this.config.pageSize,
+        notReadyReason: () => this.notReadyReason(),
+        hintUser: (id) => this.sync.hintUser(id),
+        maxConnections: config.maxConnections,
+      }),
+      healthApi({
+        notReadyReason: () => this.notReadyReason(),
+        details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
+      }),
+    ]);
     this.snapshot.onChanges((changes) => {
       for (const c of changes) {
         log.debug(

@@ -1,0 +1,73 @@
+import { ConfigError, loadConfig, type Config } from "../config/load.js";
+import { Gateway } from "../gateway.js";
+import { SecretScrubber, createLogger } from "../log.js";
+
+export function secretsOf(config: Config): string[] {
+  return [config.mattermostToken, config.secret, config.secretPrevious ?? ""];
+}
+
+/** `outlook-presence start`: the gateway, until SIGTERM or SIGINT. */
+export async function runStart(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(
+      "Usage: outlook-presence start [flags]; see outlook-presence --help for the settings\n",
+    );
+    return 0;
+  }
+  let config: Config;
+  let warnings: string[];
+  try {
+    ({ config, warnings } = loadConfig(argv));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`outlook-presence: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const scrubber = new SecretScrubber();
+  scrubber.set(secretsOf(config));
+  const log = createLogger(config.logLevel, scrubber);
+  for (const w of warnings) log.warn({ event: "config_warning" }, w);
+
+  const gateway = new Gateway(config, log);
+  try {
+    await gateway.start();
+  } catch (err) {
+    log.fatal(
+      { event: "listen_failed", err: (err as Error).message },
+      `cannot listen on ${config.host}:${config.port}`,
+    );
+    log.flush();
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ event: "stopping", signal, sockets: gateway.hub.size }, "stopping");
+      void gateway.stop().then(() => {
+        log.info({ event: "stopped" }, "stopped");
+        log.flush();
+        resolve(0);
+      });
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGHUP", () => {
+      try {
+        const next = loadConfig(argv).config;
+        scrubber.set([...secretsOf(config), ...secretsOf(next)]);
+        gateway.reload(next);
+        config = next;
+      } catch (err) {
+        log.error(
+          { event: "reload_failed", err: (err as Error).message },
+          "reload failed; keeping the current settings",
+        );
+      }
+    });
+  });
+}

@@ -1,0 +1,134 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { z } from "zod";
+import type { Logger } from "../log.js";
+import { isMattermostId } from "../mattermost/client.js";
+import type { PresenceSnapshot } from "../presence/snapshot.js";
+import { PROVIDER_STATUSES } from "../presence/status.js";
+import { presentedSecret, secretMatches } from "./auth.js";
+import { sendError } from "./errors.js";
+import { refuseUpgrade, sendJson, type HttpModule } from "./router.js";
+import { StatusPages } from "./status-pages.js";
+import type { WsHub } from "./ws-hub.js";
+
+/** The old plugin's base path: deployed providers request exactly this. */
+export const COMPAT_BASE = "/plugins/com.mattermost.outlook-presence/api/v1";
+
+export interface CompatDeps {
+  snapshot: PresenceSnapshot;
+  hub: WsHub;
+  log: Logger;
+  /** Accepted secrets (current first); a function so a reload takes effect at once. */
+  secrets: () => readonly string[];
+  pageSize: () => number;
+  /** Why the gateway is not ready, or undefined when it is. */
+  notReadyReason: () => string | undefined;
+  /** Schedules a re-read of one user's status from Mattermost; false when refused. */
+  hintUser: (userId: string) => boolean;
+  maxConnections: number;
+}
+
+const PAGE_RE = /^\d+$/;
+const MAX_PUBLISH_BODY = 4096;
+const publishBody = z.object({ user_id: z.string(), status: z.string() }).passthrough();
+
+/**
+ * The frozen compat API (DESIGN.md): `/status` from pre-built pages, `/ws` authorized before the
+ * handshake, `/status/publish` as a hint only. Nothing here calls Mattermost.
+ */
+export function compatApi(deps: CompatDeps): HttpModule {
+  const pages = new StatusPages(deps.snapshot, deps.pageSize());
+  const authorized = (req: IncomingMessage, url: URL): boolean =>
+    secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
+  const notReady = (): string => deps.notReadyReason() ?? "first snapshot not loaded yet";
+
+  function status(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    if (!authorized(req, url)) return sendError(res, "invalid_secret", "missing or wrong secret");
+    const raw = url.searchParams.get("page");
+    if (raw !== null && raw !== "" && !PAGE_RE.test(raw)) {
+      return sendError(res, "invalid_page", "page must be a non-negative integer");
+    }
+    if (!deps.snapshot.ready) return sendError(res, "not_ready", notReady());
+    pages.setPageSize(deps.pageSize());
+    const page = pages.get(raw ? Number(raw) : 0);
+    const headers: Record<string, string | number> = {
+      "Content-Type": "application/json",
+      ETag: page.etag,
+      "Cache-Control": "no-cache",
+      Vary: "Accept-Encoding",
+    };
+    if (req.headers["if-none-match"] === page.etag) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    let body = page.body;
+    if (/\bgzip\b/.test(req.headers["accept-encoding"] ?? "")) {
+      body = pages.gzip(page);
+      headers["Content-Encoding"] = "gzip";
+    }
+    headers["Content-Length"] = body.length;
+    res.writeHead(200, headers);
+    res.end(req.method === "HEAD" ? undefined : body);
+  }
+
+  function publish(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_PUBLISH_BODY) {
+        sendError(res, "body_too_large", `at most ${MAX_PUBLISH_BODY} bytes`, { Connection: "close" });
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("error", () => undefined);
+    req.on("end", () => {
+      if (res.headersSent) return;
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        return sendError(res, "invalid_body", 'expected JSON {"user_id","status"}');
+      }
+      const parsed = publishBody.safeParse(body);
+      if (!parsed.success) return sendError(res, "invalid_body", 'expected JSON {"user_id","status"}');
+      if (!isMattermostId(parsed.data.user_id))
+        return sendError(res, "invalid_user_id", "user id is not valid");
+      if (!(PROVIDER_STATUSES as readonly string[]).includes(parsed.data.status)) {
+        return sendError(res, "invalid_status", "status is not valid");
+      }
+      // The claimed status is ignored: only Mattermost's answer to the re-read is published.
+      deps.hintUser(parsed.data.user_id);
+      sendJson(res, 200, { status: "OK" });
+    });
+  }
+
+  return {
+    routes: [
+      { path: `${COMPAT_BASE}/status`, methods: ["GET", "HEAD"], handle: status },
+      { path: `${COMPAT_BASE}/status/publish`, methods: ["POST"], handle: publish },
+      {
+        path: `${COMPAT_BASE}/ws`,
+        methods: ["GET"],
+        handle: (_req, res) => sendError(res, "not_websocket", "this path takes a WebSocket upgrade"),
+      },
+    ],
+    upgrades: [
+      {
+        path: `${COMPAT_BASE}/ws`,
+        handle(req, socket, head, url) {
+          if (!authorized(req, url))
+            return refuseUpgrade(socket, "invalid_secret", "missing or wrong secret");
+          if (!deps.snapshot.ready) return refuseUpgrade(socket, "not_ready", notReady());
+          if (deps.hub.size >= deps.maxConnections) {
+            deps.log.warn({ event: "ws_refused", sockets: deps.hub.size }, "connection limit reached");
+            return refuseUpgrade(socket, "too_many_connections", "connection limit reached; retry later");
+          }
+          deps.hub.accept(req, socket, head);
+        },
+      },
+    ],
+  };
+}

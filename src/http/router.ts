@@ -1,0 +1,112 @@
+import {
+  STATUS_CODES,
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { Duplex } from "node:stream";
+import { redactUrl, type Logger } from "../log.js";
+import { ERRORS, errorBody, sendError, type ErrorCode } from "./errors.js";
+
+/** A plain HTTP route: exact path, the methods it takes. */
+export interface HttpRoute {
+  path: string;
+  methods: readonly string[];
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): void;
+}
+
+/** A WebSocket path: authorizes and completes (or refuses) the upgrade. */
+export interface UpgradeRoute {
+  path: string;
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): void;
+}
+
+/** What a feature adds to the server; the gateway composes them (compat API, health, ...). */
+export interface HttpModule {
+  routes?: readonly HttpRoute[];
+  upgrades?: readonly UpgradeRoute[];
+}
+
+/** Answers an upgrade request with an HTTP error and closes the socket; no WebSocket is opened. */
+export function refuseUpgrade(socket: Duplex, code: ErrorCode, message: string): void {
+  const body = errorBody(code, message);
+  const status = ERRORS[code];
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export function sendJson(res: ServerResponse, code: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(code, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function parseUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? "/", "http://gateway");
+  } catch {
+    return undefined;
+  }
+}
+
+const normalize = (path: string): string => path.replace(/\/+$/, "") || "/";
+
+/**
+ * node:http with an exact-path route table. A handler that throws gets a 500 JSON answer and one
+ * log line (with the secret redacted from the URL); the process never goes down for a request.
+ */
+export function createHttpServer(log: Logger, modules: readonly HttpModule[]): Server {
+  const routes = new Map<string, HttpRoute>();
+  const upgrades = new Map<string, UpgradeRoute>();
+  for (const m of modules) {
+    for (const r of m.routes ?? []) routes.set(normalize(r.path), r);
+    for (const u of m.upgrades ?? []) upgrades.set(normalize(u.path), u);
+  }
+
+  const server = createServer((req, res) => {
+    const url = parseUrl(req);
+    try {
+      const route = url && routes.get(normalize(url.pathname));
+      if (!url || !route) return sendError(res, "not_found", "no such path");
+      const method = req.method ?? "GET";
+      if (!route.methods.includes(method)) {
+        const allow = route.methods.join(", ");
+        return sendError(res, "method_not_allowed", `use ${allow}`, { Allow: allow });
+      }
+      route.handle(req, res, url);
+    } catch (err) {
+      log.error(
+        { event: "http_error", url: redactUrl(req.url ?? ""), err: (err as Error).stack },
+        "request failed",
+      );
+      if (!res.headersSent) sendError(res, "internal", "internal error");
+      else res.destroy();
+    }
+  });
+
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => undefined);
+    const url = parseUrl(req);
+    const route = url && upgrades.get(normalize(url.pathname));
+    if (!url || !route) return refuseUpgrade(socket, "not_found", "no such path");
+    try {
+      route.handle(req, socket, head, url);
+    } catch (err) {
+      log.error(
+        { event: "upgrade_error", url: redactUrl(req.url ?? ""), err: (err as Error).stack },
+        "upgrade failed",
+      );
+      refuseUpgrade(socket, "internal", "internal error");
+    }
+  });
+
+  server.on("clientError", (_err, socket) => {
+    if (socket.writable)
+      socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    else socket.destroy();
+  });
+  return server;
+}

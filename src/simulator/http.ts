@@ -1,0 +1,334 @@
+/** The REST routes of the simulator, answered as Mattermost's API v4 answers them. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { SimContext } from "./context.js";
+import { faultApplies, type Fault, type RouteKey } from "./faults.js";
+import { shuffle } from "./prng.js";
+import { appError, errors, faultError, json, type Reply } from "./reply.js";
+import type { SimStatusJson } from "./state.js";
+
+export const API_PREFIX = "/api/v4/";
+const MAX_BODY_BYTES = 1 << 20;
+const PER_PAGE_DEFAULT = 60;
+const PER_PAGE_MAX = 200;
+
+interface Route {
+  key: RouteKey;
+  method: "GET" | "POST";
+  /** The {user_id} path segment, for the users/{id} routes. */
+  userId?: string;
+}
+
+/** Maps a path below /api/v4/ to its route (gorilla-mux-like: exact segments, no trailing slash). */
+export function matchRoute(sub: string): Route {
+  switch (sub) {
+    case "system/ping":
+      return { key: "ping", method: "GET" };
+    case "users/me":
+      return { key: "users/me", method: "GET" };
+    case "users":
+      return { key: "users", method: "GET" };
+    case "users/stats":
+      return { key: "users/stats", method: "GET" };
+    case "users/status/ids":
+      return { key: "status/ids", method: "POST" };
+    case "config/client":
+      return { key: "config/client", method: "GET" };
+    case "config":
+      return { key: "config", method: "GET" };
+    case "websocket":
+      return { key: "websocket", method: "GET" };
+  }
+  let m = /^users\/([A-Za-z0-9]+)$/.exec(sub);
+  if (m) return { key: "users/{id}", method: "GET", userId: m[1] };
+  m = /^users\/([A-Za-z0-9]+)\/status$/.exec(sub);
+  if (m) return { key: "users/{id}/status", method: "GET", userId: m[1] };
+  return { key: "unknown", method: "GET" };
+}
+
+/** Go's strconv.Atoi: optional sign, decimal digits, nothing else; NaN otherwise. */
+function goAtoi(s: string | null): number {
+  if (s === null || !/^[+-]?[0-9]+$/.test(s)) return NaN;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : NaN;
+}
+
+/** Go's strconv.ParseBool, with errors read as false (as Mattermost's handlers do). */
+function goBool(s: string | null): boolean {
+  return s !== null && ["1", "t", "T", "TRUE", "true", "True"].includes(s);
+}
+
+function headersFor(ctx: SimContext, rid: string, reply: Reply, body: Buffer): Record<string, string> {
+  return {
+    "Content-Type": reply.contentType,
+    "Content-Length": String(body.length),
+    "X-Request-Id": rid,
+    "X-Version-Id": ctx.versionId(),
+    ...reply.headers,
+  };
+}
+
+function send(ctx: SimContext, res: ServerResponse, rid: string, reply: Reply): void {
+  if (res.destroyed || res.headersSent) return;
+  const body = typeof reply.body === "string" ? Buffer.from(reply.body, "utf8") : reply.body;
+  res.writeHead(reply.status, headersFor(ctx, rid, reply, body));
+  res.end(body);
+}
+
+/** Reads the request body; undefined if it is larger than MAX_BODY_BYTES. */
+function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    req.on("end", () => resolve(tooLarge ? undefined : Buffer.concat(chunks)));
+    req.on("error", reject);
+    // An aborted request never ends; its answer goes nowhere (send() checks), but the handler finishes.
+    req.on("close", () => {
+      if (!req.complete) resolve(undefined);
+    });
+  });
+}
+
+export function rateLimitReply(retryAfterSeconds: number): Reply {
+  const reset = Math.max(1, Math.ceil(retryAfterSeconds));
+  return {
+    status: 429,
+    contentType: "text/plain; charset=utf-8",
+    body: "limit exceeded\n",
+    headers: {
+      "Retry-After": String(reset),
+      "X-RateLimit-Limit": "10",
+      "X-RateLimit-Remaining": "0",
+      "X-RateLimit-Reset": String(reset),
+      "X-Content-Type-Options": "nosniff",
+    },
+  };
+}
+
+/** The reply an early fault (answered before the route runs) produces, if any. */
+export function earlyFaultReply(fault: Fault, rid: string): Reply | undefined {
+  if (fault.kind === "rate-limit") return rateLimitReply(fault.retryAfterSeconds);
+  if (fault.kind === "http-error") return faultError(fault.status, rid);
+  return undefined;
+}
+
+/** malformed / truncated rewrite 200 JSON answers only. */
+function lateFault(fault: Fault | null, reply: Reply): Reply {
+  if (!fault || reply.status !== 200) return reply;
+  if (fault.kind === "malformed") {
+    return { ...reply, contentType: "application/json", body: "<html><body>502 Bad Gateway</body></html>" };
+  }
+  if (fault.kind === "truncated") {
+    const bytes = typeof reply.body === "string" ? Buffer.from(reply.body, "utf8") : reply.body;
+    return { ...reply, body: bytes.subarray(0, Math.floor(bytes.length / 2)) };
+  }
+  return reply;
+}
+
+export function createRequestListener(ctx: SimContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    handle(ctx, req, res).catch((err: unknown) => {
+      ctx.log(`simulator: internal error: ${err instanceof Error ? err.message : String(err)}`);
+      if (!res.headersSent && !res.destroyed) {
+        send(ctx, res, ctx.requestId(), faultError(500, ""));
+      } else {
+        res.destroy();
+      }
+    });
+  };
+}
+
+async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const rid = ctx.requestId();
+  const url = new URL(req.url ?? "/", "http://simulator.invalid");
+  if (!url.pathname.startsWith(API_PREFIX)) {
+    req.resume();
+    send(ctx, res, rid, errors.notFound(rid));
+    return;
+  }
+  const route = matchRoute(url.pathname.slice(API_PREFIX.length));
+  ctx.countRequest(route.key);
+
+  const fault = faultApplies(ctx.fault, route.key) ? ctx.fault : null;
+  if (fault?.kind === "down") {
+    req.socket.destroy();
+    return;
+  }
+
+  if (route.key === "status/ids") {
+    ctx.stats.statusIdsRequests++;
+    ctx.statusIdsInFlight++;
+    ctx.stats.statusIdsMaxInFlight = Math.max(ctx.stats.statusIdsMaxInFlight, ctx.statusIdsInFlight);
+    res.once("close", () => {
+      ctx.statusIdsInFlight--;
+    });
+  }
+
+  let body: Buffer | undefined = Buffer.alloc(0);
+  if (req.method === "POST" || req.method === "PUT") body = await readBody(req);
+  else req.resume();
+
+  if (fault) {
+    const early = earlyFaultReply(fault, rid);
+    if (early) {
+      send(ctx, res, rid, early);
+      return;
+    }
+    if (fault.kind === "slow" && !(await ctx.delay(fault.delayMs))) {
+      res.destroy();
+      return;
+    }
+  }
+
+  let reply: Reply;
+  if (route.key === "unknown") reply = errors.notFound(rid);
+  else if (req.method !== route.method) reply = errors.methodNotAllowed(rid);
+  else if (body === undefined) reply = errors.bodyTooLarge(rid);
+  else reply = answer(ctx, route, url, req, body, rid, fault);
+  send(ctx, res, rid, lateFault(fault, reply));
+}
+
+function answer(
+  ctx: SimContext,
+  route: Route,
+  url: URL,
+  req: IncomingMessage,
+  body: Buffer,
+  rid: string,
+  fault: Fault | null,
+): Reply {
+  const { state } = ctx;
+  const q = url.searchParams;
+
+  // Routes that need no session.
+  if (route.key === "ping") {
+    const ping: Record<string, string> = {
+      ActiveSearchBackend: "database",
+      AndroidLatestVersion: "",
+      AndroidMinVersion: "",
+      IosLatestVersion: "",
+      IosMinVersion: "",
+      status: "OK",
+    };
+    if (goBool(q.get("get_server_status"))) {
+      ping.database_status = "OK";
+      ping.filestore_status = "OK";
+    }
+    return json(200, ping);
+  }
+  if (route.key === "config/client") {
+    const format = q.get("format");
+    if (!format) {
+      return appError(
+        501,
+        "api.config.client.old_format.app_error",
+        "New format for the client configuration is not supported yet. Please specify format=old in the query string.",
+        rid,
+      );
+    }
+    if (format !== "old") return errors.invalidUrlParam("format", rid);
+    return json(200, ctx.clientConfig());
+  }
+  if (route.key === "websocket") {
+    // A plain GET without the upgrade headers (upgrades never reach this listener).
+    return appError(
+      400,
+      "api.web_socket.connect.upgrade.app_error",
+      "Failed to upgrade websocket connection.",
+      rid,
+    );
+  }
+
+  if (!ctx.isValidToken(ctx.tokenFrom(req, url))) return errors.sessionExpired(rid);
+  const badStatus = fault?.kind === "bad-status-value" ? fault.value : undefined;
+
+  switch (route.key) {
+    case "users/me":
+      return json(200, state.profileJson(state.bot, true));
+
+    case "users": {
+      let page = goAtoi(q.get("page"));
+      if (Number.isNaN(page) || page < 0) page = 0;
+      let perPage = goAtoi(q.get("per_page"));
+      if (Number.isNaN(perPage)) perPage = goAtoi(q.get("pageSize"));
+      if (Number.isNaN(perPage) || perPage < 0) perPage = PER_PAGE_DEFAULT;
+      else if (perPage > PER_PAGE_MAX) perPage = PER_PAGE_MAX;
+      const active = goBool(q.get("active"));
+      const inactive = goBool(q.get("inactive"));
+      const matching = state.directory(
+        inactive && !active ? "inactive" : active && !inactive ? "active" : "all",
+      );
+      const start = page * perPage;
+      const slice = matching.slice(start, start + perPage);
+      return json(
+        200,
+        slice.map((u) => state.profileJson(u, u.id === state.bot.id)),
+      );
+    }
+
+    case "users/stats":
+      return json(200, { total_users_count: state.activeCount() });
+
+    case "status/ids": {
+      let parsed: unknown;
+      try {
+        parsed = body.length === 0 ? undefined : JSON.parse(body.toString("utf8"));
+      } catch {
+        return errors.payloadParse(rid);
+      }
+      if (parsed === undefined) return errors.payloadParse(rid);
+      if (parsed === null) return errors.invalidBodyParam("user_ids", rid);
+      if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === "string" || x === null)) {
+        return errors.payloadParse(rid);
+      }
+      const ids = [...new Set(parsed.map((x: string | null) => x ?? ""))];
+      if (ids.length === 0) return errors.invalidBodyParam("user_ids", rid);
+      ctx.stats.statusIdsMaxIds = Math.max(ctx.stats.statusIdsMaxIds, ids.length);
+      // Mattermost checks only the length here; any 26-character string is answered.
+      if (ids.some((id) => id.length !== 26)) return errors.invalidBodyParam("user_ids", rid);
+      if (!state.enableUserStatuses) return json(200, []);
+      const out: SimStatusJson[] = ids.map((id) => {
+        const s = state.statusJson(id);
+        return badStatus === undefined ? s : { ...s, status: badStatus };
+      });
+      shuffle(ctx.shuffleRng, out);
+      // The order is never the request's: with two or more ids, rotate if the shuffle kept it.
+      if (out.length > 1 && out.every((s, i) => s.user_id === ids[i])) out.push(out.shift() as SimStatusJson);
+      return json(200, out);
+    }
+
+    case "users/{id}":
+    case "users/{id}/status": {
+      const id = route.userId === "me" ? state.bot.id : (route.userId ?? "");
+      if (!/^[a-z0-9]{26}$/.test(id)) return errors.invalidUrlParam("user_id", rid);
+      if (route.key === "users/{id}") {
+        const u = state.get(id);
+        return u ? json(200, state.profileJson(u, u.id === state.bot.id)) : errors.userNotFound(rid);
+      }
+      if (!state.enableUserStatuses) return errors.statusNotFound(rid);
+      const s = state.statusJson(id);
+      return json(200, badStatus === undefined ? s : { ...s, status: badStatus });
+    }
+
+    case "config":
+      return json(200, {
+        ServiceSettings: { SiteURL: ctx.url, EnableUserStatuses: state.enableUserStatuses },
+        PrivacySettings: { ShowEmailAddress: state.emailsVisible, ShowFullName: true },
+        PluginSettings: {
+          Enable: true,
+          Plugins: ctx.pluginSettings,
+          PluginStates: Object.fromEntries(
+            Object.keys(ctx.pluginSettings).map((id) => [id, { Enable: true }]),
+          ),
+        },
+      });
+
+    default:
+      return errors.notFound(rid);
+  }
+}

@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+
+/** dist/src/cli/main.js, next to this compiled file's dist/test/helpers/. */
+export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+
+export interface LogLine {
+  level: string;
+  event?: string;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+/** The real CLI process (`outlook-presence start`), as `npm start` runs it. */
+export class GatewayProcess {
+  readonly logs: LogLine[] = [];
+  /** Everything the process printed, for "no secret in any log line" checks. */
+  output = "";
+  url = "";
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  private constructor(readonly child: ChildProcess) {}
+
+  static async start(env: Record<string, string>, args: string[] = []): Promise<GatewayProcess> {
+    const child = spawn(process.execPath, [CLI, "start", ...args], {
+      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "debug", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const gw = new GatewayProcess(child);
+    let buf = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      gw.output += d.toString();
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let parsed: LogLine;
+        try {
+          parsed = JSON.parse(line) as LogLine;
+        } catch {
+          continue;
+        }
+        gw.logs.push(parsed);
+        gw.waiters = gw.waiters.filter((w) => (w.pred(parsed) ? (w.resolve(parsed), false) : true));
+      }
+    });
+    child.stderr!.on("data", (d: Buffer) => (gw.output += d.toString()));
+    const listening = await gw.waitFor((l) => l.event === "listening", 10_000);
+    gw.url = `http://127.0.0.1:${listening.port as number}`;
+    return gw;
+  }
+
+  /** Resolves with the first log line (past or future) matching `pred`. */
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+    const seen = this.logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no matching log line within ${timeoutMs} ms:\n${this.output.slice(-3000)}`)),
+        timeoutMs,
+      );
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      this.child.once("exit", () => reject(new Error(`gateway exited:\n${this.output.slice(-3000)}`)));
+    });
+  }
+
+  /** SIGTERM, and wait for the exit code; SIGKILL if it does not stop in time. */
+  async stop(timeoutMs = 10_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
+    const exited = once(this.child, "exit");
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
+    const [code] = (await exited) as [number | null];
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** Runs the CLI to completion and returns its exit code and output. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const [code] = (await once(child, "exit")) as [number | null];
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
