@@ -34,7 +34,7 @@ export const CLOSE = { goingAway: 1001, policy: 1008, tryAgainLater: 1013 } as c
  * - Keepalive: one timer for all sockets sends the next user's current status every
  *   keepaliveMs, round-robin, because providers reconnect after 30 s without a message.
  * - Replay: a new socket first gets the latest status of every address changed within
- *   replayWindowMs.
+ *   replayWindowMs (the newest, up to a quarter of the buffer cap).
  * - Memory: a socket holding more than maxBufferBytes unsent is closed with 1013.
  */
 export class WsHub {
@@ -45,8 +45,11 @@ export class WsHub {
     clientTracking: false,
   });
   private readonly clients = new Map<WebSocket, Client>();
-  /** Latest frame per email within the replay window, oldest first. */
+  /** Latest frame per email within the replay window, oldest first, at most replayMaxBytes. */
   private readonly recent = new Map<string, { at: number; frame: Buffer }>();
+  private recentBytes = 0;
+  /** A replay must fit well inside a socket's buffer cap, or a reconnect storm would trip it. */
+  private readonly replayMaxBytes: number;
   private replayCache: Buffer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private readonly now: () => number;
@@ -54,6 +57,7 @@ export class WsHub {
 
   constructor(private readonly opts: WsHubOptions) {
     this.now = opts.now ?? Date.now;
+    this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
   }
 
   get size(): number {
@@ -78,8 +82,13 @@ export class WsHub {
     for (const c of changes) {
       const frame = statusFrame(c.userId, c.email, c.status);
       frames.push(frame);
-      this.recent.delete(c.email);
+      this.forget(c.email);
       this.recent.set(c.email, { at: c.at, frame });
+      this.recentBytes += frame.length;
+    }
+    for (const email of this.recent.keys()) {
+      if (this.recentBytes <= this.replayMaxBytes) break;
+      this.forget(email);
     }
     this.replayCache = undefined;
     this.writeAll(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
@@ -122,11 +131,18 @@ export class WsHub {
     const cutoff = this.now() - this.opts.replayWindowMs;
     for (const [email, entry] of this.recent) {
       if (entry.at >= cutoff) break; // oldest first: the rest are newer
-      this.recent.delete(email);
+      this.forget(email);
       this.replayCache = undefined;
     }
     this.replayCache ??= Buffer.concat([...this.recent.values()].map((e) => e.frame));
     return this.replayCache;
+  }
+
+  private forget(email: string): void {
+    const entry = this.recent.get(email);
+    if (!entry) return;
+    this.recent.delete(email);
+    this.recentBytes -= entry.frame.length;
   }
 
   private writeAll(buf: Buffer): void {

@@ -80,6 +80,11 @@ export class PresenceSnapshot {
     return c;
   }
 
+  /**
+   * Subscribes to change batches. The first load is not a change: batches are emitted only once
+   * the snapshot is ready (nobody is connected before that, and replaying a whole company to
+   * every socket after a restart would swamp them).
+   */
   onChanges(fn: ChangeListener): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -90,6 +95,7 @@ export class PresenceSnapshot {
    * held back until their first status arrives; an email change moves the user.
    */
   applyDirectory(next: readonly DirectoryUser[]): Change[] {
+    const wasReady = this.ready;
     const changes: Change[] = [];
     const at = this.now();
     const nextIds = new Set<string>();
@@ -131,7 +137,7 @@ export class PresenceSnapshot {
       this.byId = new Map(nextUsers.map((u) => [u.id, u]));
       this.rebuildVisible();
     }
-    this.emit(changes);
+    if (wasReady) this.emit(changes);
     return changes;
   }
 
@@ -141,6 +147,7 @@ export class PresenceSnapshot {
    * `complete` marks a read of every user, which makes the snapshot ready.
    */
   applyStatuses(statuses: ReadonlyMap<string, string>, complete: boolean): Change[] {
+    const wasReady = this.ready;
     const changes: Change[] = [];
     const at = this.now();
     let membershipChanged = false;
@@ -158,7 +165,7 @@ export class PresenceSnapshot {
     }
     if (complete) this.statusesLoaded = true;
     if (membershipChanged) this.rebuildVisible();
-    this.emit(changes);
+    if (wasReady) this.emit(changes);
     return changes;
   }
 

@@ -83,6 +83,26 @@ test("a new user appears with their status once Mattermost has answered for them
   assert.equal(s.visible().length, 2);
 });
 
+test("the first load is returned but not emitted to listeners", () => {
+  const s = new PresenceSnapshot();
+  const got: number[] = [];
+  s.onChanges((c) => got.push(c.length));
+  s.applyDirectory([user(1), user(2)]);
+  assert.equal(
+    s.applyStatuses(
+      new Map([
+        [id(1), "online"],
+        [id(2), "dnd"],
+      ]),
+      true,
+    ).length,
+    2,
+  );
+  assert.deepEqual(got, []);
+  s.applyStatuses(new Map([[id(1), "away"]]), true);
+  assert.deepEqual(got, [1]);
+});
+
 test("statuses for unknown ids are ignored", () => {
   const s = loaded([user(1)], { 1: "online" });
   assert.deepEqual(s.applyStatuses(new Map([[id(9), "dnd"]]), true), []);
@@ -127,10 +147,17 @@ test("property: replaying the emitted changes onto a provider's view equals the 
       const s = new PresenceSnapshot();
       const view = new Map<string, string>();
       s.onChanges((cs) => cs.forEach((c) => view.set(c.email, c.status)));
+      let paged = false;
       for (const st of steps) {
         if (st.kind === "dir") s.applyDirectory(st.members.sort((a, b) => a - b).map((n) => user(n)));
         else s.applyStatuses(new Map(st.st.map(([n, v]) => [id(n), v])), true);
+        // A provider pages /status as soon as the gateway is ready, then follows the changes.
+        if (s.ready && !paged) {
+          paged = true;
+          for (const u of s.visible()) view.set(u.email, u.status!);
+        }
       }
+      fc.pre(paged);
       const expected = new Map(s.visible().map((u) => [u.email, u.status as string]));
       for (const [email, status] of view) {
         if (!expected.has(email))
