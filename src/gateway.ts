@@ -10,6 +10,7 @@ import { compatApi } from "./http/compat.js";
 import { healthApi } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
+import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
 
 /**
  * The whole service, wired in the one direction data flows:
@@ -27,12 +28,14 @@ export class Gateway {
   constructor(
     private config: Config,
     private readonly log: Logger,
+    readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.secrets = acceptedSecrets(config);
     this.client = new MattermostClient({
       url: config.mattermostUrl,
       token: config.mattermostToken,
       timeoutMs: config.requestTimeoutMs,
+      onRequest: (endpoint, status, ms) => telemetry.upstreamRequest(endpoint, status, ms),
     });
     this.sync = new PresenceSync({
       client: this.client,
@@ -42,6 +45,7 @@ export class Gateway {
       directoryRefreshMs: config.directoryRefreshMs,
       concurrency: config.pollConcurrency,
       backoffMaxMs: config.backoffMaxMs,
+      telemetry,
     });
     this.events = new MattermostEvents({
       url: config.mattermostUrl,
@@ -56,8 +60,10 @@ export class Gateway {
       keepaliveMs: config.keepaliveMs,
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
+      pingIntervalMs: config.wsPingIntervalMs,
+      telemetry,
     });
-    this.server = createHttpServer(log, [
+    this.server = createHttpServer(log, telemetry, [
       compatApi({
         snapshot: this.snapshot,
         hub: this.hub,
@@ -67,6 +73,7 @@ export class Gateway {
         notReadyReason: () => this.notReadyReason(),
         hintUser: (id) => this.sync.hintUser(id),
         maxConnections: config.maxConnections,
+        telemetry,
       }),
       healthApi({
         notReadyReason: () => this.notReadyReason(),
@@ -128,7 +135,7 @@ export class Gateway {
    * Stops accepting, closes every socket with 1001 (providers reconnect elsewhere), lets
    * in-flight responses finish, and resolves within graceMs.
    */
-  async stop(graceMs = 5000): Promise<void> {
+  async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.events.stop();
     const syncStopped = this.sync.stop();
     this.hub.close();

@@ -21,6 +21,8 @@ export interface Config {
   backoffMaxMs: number;
   wsMaxBufferBytes: number;
   maxConnections: number;
+  wsPingIntervalMs: number;
+  shutdownGraceMs: number;
   host: string;
   port: number;
   logLevel: LogLevel;
@@ -57,6 +59,8 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_BACKOFF_MAX_MS: "backoffMaxMs",
   PRESENCE_WS_MAX_BUFFER_BYTES: "wsMaxBufferBytes",
   PRESENCE_MAX_CONNECTIONS: "maxConnections",
+  PRESENCE_WS_PING_INTERVAL_MS: "wsPingIntervalMs",
+  PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",
   HOST: "host",
   PORT: "port",
   LOG_LEVEL: "logLevel",

@@ -123,6 +123,22 @@ export const SETTINGS = [
     max: 10_000_000,
     help: "WebSocket connections accepted at once; more get 503",
   },
+  {
+    env: "PRESENCE_WS_PING_INTERVAL_MS",
+    kind: "int",
+    default: "30000",
+    min: 100,
+    max: 600_000,
+    help: "server pings every socket this often; one without a pong by the next ping is dropped",
+  },
+  {
+    env: "PRESENCE_SHUTDOWN_GRACE_MS",
+    kind: "int",
+    default: "10000",
+    min: 0,
+    max: 600_000,
+    help: "on SIGTERM/SIGINT, how long in-flight work may take before the process exits",
+  },
   { env: "HOST", kind: "string", default: "0.0.0.0", help: "address to listen on" },
   {
     env: "PORT",

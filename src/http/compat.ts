@@ -4,8 +4,9 @@ import type { Logger } from "../log.js";
 import { isMattermostId } from "../mattermost/client.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
 import { PROVIDER_STATUSES } from "../presence/status.js";
+import type { Telemetry } from "../telemetry.js";
 import { presentedSecret, secretMatches } from "./auth.js";
-import { sendError } from "./errors.js";
+import { sendError, type ErrorCode } from "./errors.js";
 import { refuseUpgrade, sendJson, type HttpModule } from "./router.js";
 import { StatusPages } from "./status-pages.js";
 import type { WsHub } from "./ws-hub.js";
@@ -25,6 +26,7 @@ export interface CompatDeps {
   /** Schedules a re-read of one user's status from Mattermost; false when refused. */
   hintUser: (userId: string) => boolean;
   maxConnections: number;
+  telemetry: Telemetry;
 }
 
 const PAGE_RE = /^\d+$/;
@@ -119,12 +121,15 @@ export function compatApi(deps: CompatDeps): HttpModule {
       {
         path: `${COMPAT_BASE}/ws`,
         handle(req, socket, head, url) {
-          if (!authorized(req, url))
-            return refuseUpgrade(socket, "invalid_secret", "missing or wrong secret");
-          if (!deps.snapshot.ready) return refuseUpgrade(socket, "not_ready", notReady());
+          const refuse = (code: ErrorCode, message: string): void => {
+            deps.telemetry.wsRefused(code);
+            refuseUpgrade(socket, code, message);
+          };
+          if (!authorized(req, url)) return refuse("invalid_secret", "missing or wrong secret");
+          if (!deps.snapshot.ready) return refuse("not_ready", notReady());
           if (deps.hub.size >= deps.maxConnections) {
             deps.log.warn({ event: "ws_refused", sockets: deps.hub.size }, "connection limit reached");
-            return refuseUpgrade(socket, "too_many_connections", "connection limit reached; retry later");
+            return refuse("too_many_connections", "connection limit reached; retry later");
           }
           deps.hub.accept(req, socket, head);
         },

@@ -7,6 +7,7 @@ import {
 } from "node:http";
 import type { Duplex } from "node:stream";
 import { redactUrl, type Logger } from "../log.js";
+import type { Telemetry } from "../telemetry.js";
 import { ERRORS, errorBody, sendError, type ErrorCode } from "./errors.js";
 
 /** A plain HTTP route: exact path, the methods it takes. */
@@ -58,7 +59,7 @@ const normalize = (path: string): string => path.replace(/\/+$/, "") || "/";
  * node:http with an exact-path route table. A handler that throws gets a 500 JSON answer and one
  * log line (with the secret redacted from the URL); the process never goes down for a request.
  */
-export function createHttpServer(log: Logger, modules: readonly HttpModule[]): Server {
+export function createHttpServer(log: Logger, telemetry: Telemetry, modules: readonly HttpModule[]): Server {
   const routes = new Map<string, HttpRoute>();
   const upgrades = new Map<string, UpgradeRoute>();
   for (const m of modules) {
@@ -70,7 +71,11 @@ export function createHttpServer(log: Logger, modules: readonly HttpModule[]): S
     const url = parseUrl(req);
     try {
       const route = url && routes.get(normalize(url.pathname));
-      if (!url || !route) return sendError(res, "not_found", "no such path");
+      if (!url || !route) {
+        telemetry.httpRequest("other", 404);
+        return sendError(res, "not_found", "no such path");
+      }
+      res.once("finish", () => telemetry.httpRequest(route.path, res.statusCode));
       const method = req.method ?? "GET";
       if (!route.methods.includes(method)) {
         const allow = route.methods.join(", ");

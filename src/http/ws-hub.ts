@@ -4,6 +4,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import type { Logger } from "../log.js";
 import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
+import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
 import { textFrame, writeFrames } from "./ws-frames.js";
 
@@ -14,14 +15,22 @@ export interface WsHubOptions {
   replayWindowMs: number;
   maxBufferBytes: number;
   /** How often dead peers are looked for (ping, then terminate if no pong by the next round). */
-  pingIntervalMs?: number;
+  pingIntervalMs: number;
+  telemetry?: Telemetry;
   now?: () => number;
 }
 
 interface Client {
   alive: boolean;
   remote: string;
+  /** Frames received since the last ping round: providers send none. */
+  received: number;
+  /** Why we closed it, for the disconnect log and metrics; unset when the peer closed. */
+  closeReason?: string;
 }
+
+/** Client frames tolerated per ping interval before the socket is closed as abusive. */
+const MAX_CLIENT_FRAMES_PER_ROUND = 100;
 
 /** Close codes the hub uses, so providers and logs can tell why. */
 export const CLOSE = { goingAway: 1001, policy: 1008, tryAgainLater: 1013 } as const;
@@ -54,9 +63,11 @@ export class WsHub {
   private timers: NodeJS.Timeout[] = [];
   private readonly now: () => number;
   private unsubscribe: (() => void) | undefined;
+  private readonly telemetry: Telemetry;
 
   constructor(private readonly opts: WsHubOptions) {
     this.now = opts.now ?? Date.now;
+    this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
   }
 
@@ -67,7 +78,7 @@ export class WsHub {
   start(): void {
     this.unsubscribe = this.opts.snapshot.onChanges((c) => this.broadcast(c));
     this.timers.push(setInterval(() => this.keepalive(), this.opts.keepaliveMs).unref());
-    this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs ?? 30_000).unref());
+    this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
   }
 
   /** Completes an upgrade the server has already authorized. */
@@ -91,7 +102,7 @@ export class WsHub {
       this.forget(email);
     }
     this.replayCache = undefined;
-    this.writeAll(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    this.writeAll(frames.length === 1 ? frames[0]! : Buffer.concat(frames), frames.length);
   }
 
   /** Closes every socket (1001 by default) and stops the timers. */
@@ -99,7 +110,10 @@ export class WsHub {
     this.unsubscribe?.();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    for (const ws of this.clients.keys()) ws.close(code, reason);
+    for (const [ws, client] of this.clients) {
+      client.closeReason = "shutdown";
+      ws.close(code, reason);
+    }
   }
 
   /** Ends sockets that did not finish their closing handshake. */
@@ -109,17 +123,26 @@ export class WsHub {
 
   private onOpen(ws: WebSocket, req: IncomingMessage): void {
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-    const client: Client = { alive: true, remote };
+    const client: Client = { alive: true, remote, received: 0 };
     this.clients.set(ws, client);
+    this.telemetry.wsConnected(this.clients.size);
     this.opts.log.info({ event: "ws_connect", remote, sockets: this.clients.size }, "provider connected");
     ws.on("pong", () => (client.alive = true));
+    // Providers send nothing; frames are read and dropped, and a flood closes the socket.
+    ws.on("message", () => {
+      if (++client.received === MAX_CLIENT_FRAMES_PER_ROUND) {
+        this.closeWith(ws, client, CLOSE.policy, "abuse", "too many client messages");
+      }
+    });
     ws.on("error", (err) =>
       this.opts.log.debug({ event: "ws_error", remote, err: err.message }, "socket error"),
     );
     ws.on("close", (code) => {
       this.clients.delete(ws);
+      const reason = client.closeReason ?? "client";
+      this.telemetry.wsClosed(reason, this.clients.size);
       this.opts.log.info(
-        { event: "ws_disconnect", remote, code, sockets: this.clients.size },
+        { event: "ws_disconnect", remote, code, reason, sockets: this.clients.size },
         "provider disconnected",
       );
     });
@@ -145,7 +168,8 @@ export class WsHub {
     this.recentBytes -= entry.frame.length;
   }
 
-  private writeAll(buf: Buffer): void {
+  private writeAll(buf: Buffer, messages: number): void {
+    let written = 0;
     for (const [ws, client] of this.clients) {
       if (ws.readyState !== ws.OPEN) continue;
       // Checked before writing, so one large burst never closes a healthy socket.
@@ -154,30 +178,39 @@ export class WsHub {
           { event: "ws_slow_consumer", remote: client.remote, buffered: ws.bufferedAmount },
           "closing a socket that does not read",
         );
-        ws.close(CLOSE.tryAgainLater, "too slow");
-        // Its peer does not read, so the close handshake will not finish either.
-        setTimeout(() => ws.terminate(), 1000).unref();
+        this.closeWith(ws, client, CLOSE.tryAgainLater, "slow_consumer", "too slow");
         continue;
       }
-      writeFrames(ws, buf);
+      if (writeFrames(ws, buf)) written++;
     }
+    this.telemetry.wsBroadcast(written, messages, buf.length);
+  }
+
+  /** Closes with a code; a peer that does not read will not finish the handshake, so it is cut after 1 s. */
+  private closeWith(ws: WebSocket, client: Client, code: number, reason: string, text: string): void {
+    if (client.closeReason) return;
+    client.closeReason = reason;
+    ws.close(code, text);
+    setTimeout(() => ws.terminate(), 1000).unref();
   }
 
   private keepalive(): void {
     if (this.clients.size === 0) return;
     const user = this.opts.snapshot.nextKeepalive();
     if (user?.status === undefined) return;
-    this.writeAll(statusFrame(user.id, user.email, user.status));
+    this.writeAll(statusFrame(user.id, user.email, user.status), 1);
   }
 
   private pingRound(): void {
     for (const [ws, client] of this.clients) {
       if (!client.alive) {
         this.opts.log.info({ event: "ws_dead_peer", remote: client.remote }, "no pong: dropping socket");
+        client.closeReason = "dead_peer";
         ws.terminate();
         continue;
       }
       client.alive = false;
+      client.received = 0;
       ws.ping();
     }
   }

@@ -1,6 +1,7 @@
 import type { Logger } from "../log.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
 import { isKnownMattermostStatus } from "../presence/status.js";
+import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { backoffDelay } from "./backoff.js";
 import {
   MAX_IDS_PER_STATUS_REQUEST,
@@ -19,6 +20,7 @@ export interface SyncOptions {
   concurrency: number;
   backoffMaxMs: number;
   random?: () => number;
+  telemetry?: Telemetry;
 }
 
 /** What `/readyz`, logs and (later) metrics report about the upstream. */
@@ -89,6 +91,7 @@ export class PresenceSync {
   private userTimer: NodeJS.Timeout | undefined;
   private warnedUnknown = new Set<string>();
   private inFlight: Promise<void> | undefined;
+  private lastFailure: UpstreamError | undefined;
 
   constructor(private readonly opts: SyncOptions) {}
 
@@ -134,12 +137,16 @@ export class PresenceSync {
       () => undefined,
       () => undefined,
     );
+    const started = performance.now();
+    const telemetry = this.opts.telemetry ?? NO_TELEMETRY;
     try {
       await done;
       this.onSuccess();
+      telemetry.pollCycle(true, performance.now() - started, this.health.statusRequestsLastCycle);
       return true;
     } catch (err) {
       this.onFailure(err);
+      telemetry.pollCycle(false, performance.now() - started, this.health.statusRequestsLastCycle);
       return false;
     }
   }
@@ -201,6 +208,7 @@ export class PresenceSync {
       }
     }
     this.health.usersWithoutEmail = withoutEmail;
+    (this.opts.telemetry ?? NO_TELEMETRY).directoryRefresh(performance.now() - started, users.length);
     this.opts.log.info(
       {
         event: "directory_refreshed",
@@ -288,8 +296,6 @@ export class PresenceSync {
     else this.opts.log.debug(fields, e.message);
     this.lastFailure = e;
   }
-
-  private lastFailure: UpstreamError | undefined;
 
   private retryDelay(): number {
     const e = this.lastFailure;

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ConfigError, loadConfig } from "../../src/config/load.js";
+import type { SettingSpec } from "../../src/config/schema.js";
 
 const BASE = {
   MATTERMOST_URL: "https://chat.example.com/",
@@ -110,4 +111,23 @@ test("unknown PRESENCE_* variables are warned about, with a suggestion", () => {
 test("REDIS_URL is refused clearly until the Redis broker exists", () => {
   const p = problems([], { ...BASE, REDIS_URL: "redis://127.0.0.1:6379" });
   assert.match(p[0]!, /^REDIS_URL .*not available/);
+});
+
+test("the README's settings table lists every setting with its flag and default", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const { SETTINGS, flagName } = await import("../../src/config/schema.js");
+  const readme = await readFile(new URL("../../../README.md", import.meta.url), "utf8");
+  for (const s of SETTINGS as readonly SettingSpec[]) {
+    const cells = readme
+      .split("\n")
+      .map((l) => l.split("|").map((c) => c.trim()))
+      .find((c) => c[1] === `\`${s.env}\``);
+    assert.ok(cells, `README has no row for ${s.env}`);
+    assert.equal(cells[2], `\`--${flagName(s.env)}\``, `README row of ${s.env}: flag`);
+    assert.equal(
+      cells[3],
+      s.default ?? (s.required ? "required" : "unset"),
+      `README row of ${s.env}: default`,
+    );
+  }
 });

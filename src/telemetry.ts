@@ -1,0 +1,29 @@
+/**
+ * What the core reports as it works. The core calls these at the points where things happen; the
+ * metrics module (or a test) implements them. Calls must be cheap: several are on hot paths
+ * (once per broadcast, not per socket).
+ */
+export interface Telemetry {
+  /** A batch written to `sockets` sockets: `messages` messages in `bytes` bytes per socket. */
+  wsBroadcast(sockets: number, messages: number, bytes: number): void;
+  wsConnected(sockets: number): void;
+  /** reason: client, slow_consumer, dead_peer, abuse, shutdown, ... */
+  wsClosed(reason: string, sockets: number): void;
+  /** An upgrade refused before the handshake: invalid_secret, not_ready, too_many_connections, ... */
+  wsRefused(code: string): void;
+  httpRequest(route: string, status: number): void;
+  upstreamRequest(endpoint: string, status: number | "error", ms: number): void;
+  pollCycle(ok: boolean, ms: number, statusRequests: number): void;
+  directoryRefresh(ms: number, users: number): void;
+}
+
+export const NO_TELEMETRY: Telemetry = {
+  wsBroadcast: () => undefined,
+  wsConnected: () => undefined,
+  wsClosed: () => undefined,
+  wsRefused: () => undefined,
+  httpRequest: () => undefined,
+  upstreamRequest: () => undefined,
+  pollCycle: () => undefined,
+  directoryRefresh: () => undefined,
+};
