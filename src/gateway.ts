@@ -4,6 +4,11 @@ import type { Config } from "./config/load.js";
 import type { Logger } from "./log.js";
 import { MattermostClient } from "./mattermost/client.js";
 import { MattermostEvents } from "./mattermost/events.js";
+import {
+  PluginSettingsError,
+  PluginSettingsFollower,
+  fetchPluginSettings,
+} from "./mattermost/plugin-settings.js";
 import { PresenceSync } from "./mattermost/sync.js";
 import { PresenceSnapshot } from "./presence/snapshot.js";
 import { compatApi } from "./http/compat.js";
@@ -23,14 +28,16 @@ export class Gateway {
   readonly hub: WsHub;
   readonly server: Server;
   private readonly events: MattermostEvents;
-  private secrets: string[];
+  /** Set when the secret comes from the old plugin's settings in Mattermost. */
+  readonly pluginSettings: PluginSettingsFollower | undefined;
 
   constructor(
     private config: Config,
     private readonly log: Logger,
     readonly telemetry: Telemetry = NO_TELEMETRY,
+    /** Told every accepted secret whenever they change, so the log scrubber knows them. */
+    private readonly onSecrets: (secrets: readonly string[]) => void = () => undefined,
   ) {
-    this.secrets = acceptedSecrets(config);
     this.client = new MattermostClient({
       url: config.mattermostUrl,
       token: config.mattermostToken,
@@ -45,6 +52,7 @@ export class Gateway {
       directoryRefreshMs: config.directoryRefreshMs,
       concurrency: config.pollConcurrency,
       backoffMaxMs: config.backoffMaxMs,
+      hintRequestsPerSecond: config.hintsPerSecond,
       telemetry,
     });
     this.events = new MattermostEvents({
@@ -52,8 +60,19 @@ export class Gateway {
       token: () => this.config.mattermostToken,
       log,
       onHint: (reason) => this.sync.hintDirectory(reason),
+      onConfigChanged: () => void this.pluginSettings?.refresh("config_changed"),
       maxBackoffMs: config.backoffMaxMs,
     });
+    if (config.settingsFromMattermost) {
+      this.pluginSettings = new PluginSettingsFollower({
+        client: this.client,
+        log,
+        overlapMs: config.secretOverlapMs,
+        refreshMs: config.directoryRefreshMs,
+        extra: () => staticSecrets(this.config),
+        onChange: () => this.onSecrets(this.secrets()),
+      });
+    }
     this.hub = new WsHub({
       snapshot: this.snapshot,
       log,
@@ -68,10 +87,11 @@ export class Gateway {
         snapshot: this.snapshot,
         hub: this.hub,
         log,
-        secrets: () => this.secrets,
-        pageSize: () => this.config.pageSize,
+        secrets: () => this.secrets(),
+        pageSize: () => this.pageSize(),
         notReadyReason: () => this.notReadyReason(),
         hintUser: (id) => this.sync.hintUser(id),
+        hintsPerAddress: config.hintsPerAddress,
         maxConnections: config.maxConnections,
         telemetry,
       }),
@@ -90,8 +110,25 @@ export class Gateway {
     });
   }
 
+  /** Accepted secrets, current first. */
+  secrets(): readonly string[] {
+    return this.pluginSettings ? this.pluginSettings.accepted() : staticSecrets(this.config);
+  }
+
+  /** PRESENCE_PAGE_SIZE when set, else the plugin's PerPageStatuses when read from Mattermost. */
+  pageSize(): number {
+    const fromMattermost = this.pluginSettings?.settings?.pageSize;
+    return this.config.pageSizeExplicit || fromMattermost === undefined
+      ? this.config.pageSize
+      : fromMattermost;
+  }
+
   notReadyReason(): string | undefined {
     if (this.sync.health.tokenRejected) return "Mattermost rejected the token (401)";
+    if (this.pluginSettings && !this.pluginSettings.settings) {
+      const err = this.pluginSettings.lastError;
+      return `the secret has not been read from Mattermost yet${err ? `: ${err}` : ""}`;
+    }
     if (!this.snapshot.ready) {
       const err = this.sync.health.lastError;
       return `first snapshot not loaded yet${err ? `: ${err}` : ""}`;
@@ -99,8 +136,25 @@ export class Gateway {
     return undefined;
   }
 
-  /** Listens, then starts polling; resolves with the base URL once the port is bound. */
+  /**
+   * Listens, then starts polling; resolves with the base URL once the port is bound. When the
+   * secret comes from Mattermost, a setting only an admin can fix (no permission, no secret,
+   * masked) rejects with PluginSettingsError before listening; an unreachable Mattermost does
+   * not: the gateway starts, not ready, and keeps trying.
+   */
   async start(): Promise<string> {
+    this.onSecrets(this.secrets());
+    if (this.pluginSettings) {
+      try {
+        this.pluginSettings.seed(await fetchPluginSettings(this.client));
+      } catch (err) {
+        if (err instanceof PluginSettingsError) throw err;
+        this.log.warn(
+          { event: "plugin_settings_failed", reason: "startup" },
+          `cannot read the plugin's settings yet (${(err as Error).message}); retrying`,
+        );
+      }
+    }
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(this.config.port, this.config.host, () => {
@@ -111,6 +165,7 @@ export class Gateway {
     this.hub.start();
     this.sync.start();
     this.events.start();
+    this.pluginSettings?.start();
     const addr = this.server.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
     const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${addr.port}`;
@@ -126,8 +181,8 @@ export class Gateway {
       secret: next.secret,
       secretPrevious: next.secretPrevious,
     };
-    this.secrets = acceptedSecrets(this.config);
     this.client.setToken(next.mattermostToken);
+    this.onSecrets(this.secrets());
     this.log.info({ event: "reloaded" }, "secret and token reloaded");
   }
 
@@ -137,6 +192,7 @@ export class Gateway {
    */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.events.stop();
+    this.pluginSettings?.stop();
     const syncStopped = this.sync.stop();
     this.hub.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -148,6 +204,7 @@ export class Gateway {
   }
 }
 
-function acceptedSecrets(config: Config): string[] {
-  return config.secretPrevious ? [config.secret, config.secretPrevious] : [config.secret];
+/** PRESENCE_SECRET and PRESENCE_SECRET_PREVIOUS, those that are set. */
+function staticSecrets(config: Config): string[] {
+  return [config.secret, config.secretPrevious].filter((s): s is string => s !== undefined);
 }

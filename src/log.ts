@@ -16,8 +16,16 @@ export type { Logger };
 export class SecretScrubber {
   private needles: string[] = [];
 
+  private known = new Set<string>();
+
+  /** Adds values to scrub; old ones stay (a rotated secret is still a secret). */
+  add(values: readonly (string | undefined)[]): void {
+    this.set([...this.known, ...values]);
+  }
+
   set(values: readonly (string | undefined)[]): void {
     const all = new Set<string>();
+    this.known = new Set(values.filter((v): v is string => !!v));
     for (const v of values) {
       if (!v || v.length < 4) continue; // too short to be a real secret, and would scrub noise
       all.add(v);

@@ -1,9 +1,10 @@
 import { ConfigError, loadConfig, type Config } from "../config/load.js";
 import { Gateway } from "../gateway.js";
 import { SecretScrubber, createLogger } from "../log.js";
+import { PluginSettingsError } from "../mattermost/plugin-settings.js";
 
 export function secretsOf(config: Config): string[] {
-  return [config.mattermostToken, config.secret, config.secretPrevious ?? ""];
+  return [config.mattermostToken, config.secret ?? "", config.secretPrevious ?? ""];
 }
 
 /** `outlook-presence start`: the gateway, until SIGTERM or SIGINT. */
@@ -30,10 +31,16 @@ export async function runStart(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel, scrubber);
   for (const w of warnings) log.warn({ event: "config_warning" }, w);
 
-  const gateway = new Gateway(config, log);
+  const gateway = new Gateway(config, log, undefined, (secrets) => scrubber.add(secrets));
   try {
     await gateway.start();
   } catch (err) {
+    if (err instanceof PluginSettingsError) {
+      log.fatal({ event: "plugin_settings_unusable", problem: err.problem }, err.message);
+      log.flush();
+      process.stderr.write(`outlook-presence: ${err.message}\n`);
+      return 2;
+    }
     log.fatal(
       { event: "listen_failed", err: (err as Error).message },
       `cannot listen on ${config.host}:${config.port}`,
@@ -59,7 +66,7 @@ export async function runStart(argv: string[]): Promise<number> {
     process.on("SIGHUP", () => {
       try {
         const next = loadConfig(argv).config;
-        scrubber.set([...secretsOf(config), ...secretsOf(next)]);
+        scrubber.add(secretsOf(next));
         gateway.reload(next);
         config = next;
       } catch (err) {

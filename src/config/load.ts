@@ -9,8 +9,16 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Config {
   mattermostUrl: string;
   mattermostToken: string;
-  secret: string;
+  /** Unset when the secret comes from Mattermost (settingsFromMattermost). */
+  secret: string | undefined;
   secretPrevious: string | undefined;
+  /** The secret (and page size, unless set here) come from the old plugin's settings in Mattermost. */
+  settingsFromMattermost: boolean;
+  /** PRESENCE_PAGE_SIZE was given explicitly (so Mattermost's PerPageStatuses does not override it). */
+  pageSizeExplicit: boolean;
+  secretOverlapMs: number;
+  hintsPerSecond: number;
+  hintsPerAddress: number;
   pageSize: number;
   pollIntervalMs: number;
   directoryRefreshMs: number;
@@ -49,6 +57,10 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   MATTERMOST_TOKEN: "mattermostToken",
   PRESENCE_SECRET: "secret",
   PRESENCE_SECRET_PREVIOUS: "secretPrevious",
+  PRESENCE_SETTINGS_FROM_MATTERMOST: "settingsFromMattermost",
+  PRESENCE_SECRET_OVERLAP_MS: "secretOverlapMs",
+  PRESENCE_HINTS_PER_SECOND: "hintsPerSecond",
+  PRESENCE_HINTS_PER_ADDRESS: "hintsPerAddress",
   PRESENCE_PAGE_SIZE: "pageSize",
   PRESENCE_POLL_INTERVAL_MS: "pollIntervalMs",
   PRESENCE_DIRECTORY_REFRESH_MS: "directoryRefreshMs",
@@ -99,6 +111,10 @@ function valueSchema(spec: SettingSpec): z.ZodType<string | number> {
         },
         `expected an absolute URL such as ${spec.env === "REDIS_URL" ? "redis://127.0.0.1:6379" : "https://chat.example.com"}`,
       );
+    case "bool":
+      return z.enum(["auto", "true", "false"], {
+        errorMap: () => ({ message: "expected true, false or auto" }),
+      });
     case "enum": {
       const values = spec.values ?? [];
       return z.string().refine((v) => values.includes(v), `expected one of ${values.join(", ")}`);
@@ -224,6 +240,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (out.secret !== undefined && out.secret === out.secretPrevious) {
     problems.push("PRESENCE_SECRET_PREVIOUS: is the same as PRESENCE_SECRET; unset it or set the old secret");
   }
+  const fromMattermost = out.settingsFromMattermost as string | undefined;
+  out.settingsFromMattermost =
+    fromMattermost === "true" || (fromMattermost !== "false" && out.secret === undefined);
+  if (fromMattermost === "false" && out.secret === undefined) {
+    problems.push(
+      "PRESENCE_SECRET (--secret, or PRESENCE_SECRET_FILE): required when PRESENCE_SETTINGS_FROM_MATTERMOST=false; `outlook-presence secret` makes one",
+    );
+  }
+  out.pageSizeExplicit = (flags[flagName("PRESENCE_PAGE_SIZE")] ?? env.PRESENCE_PAGE_SIZE ?? "") !== "";
   if (problems.length > 0) throw new ConfigError(problems);
   if (typeof out.mattermostUrl === "string") out.mattermostUrl = out.mattermostUrl.replace(/\/+$/, "");
   out.secretFiles = secretFiles;

@@ -2,7 +2,7 @@
  * Every setting the gateway reads, with its environment variable, its CLI flag and its default.
  * This table is the single source for parsing, validation, `--help` and the docs.
  */
-export type SettingKind = "string" | "url" | "int" | "secret" | "enum";
+export type SettingKind = "string" | "url" | "int" | "secret" | "enum" | "bool";
 
 export interface SettingSpec {
   /** Environment variable name; the CLI flag is derived from it (see flagName). */
@@ -35,8 +35,37 @@ export const SETTINGS = [
   {
     env: "PRESENCE_SECRET",
     kind: "secret",
-    required: true,
-    help: "secret the Outlook providers send (`outlook-presence secret` makes one)",
+    help: "secret the Outlook providers send (`outlook-presence secret` makes one); unset: read from the old plugin's settings in Mattermost",
+  },
+  {
+    env: "PRESENCE_SETTINGS_FROM_MATTERMOST",
+    kind: "bool",
+    default: "auto",
+    help: "read the secret and page size from the old plugin's System Console settings (auto: when PRESENCE_SECRET is unset)",
+  },
+  {
+    env: "PRESENCE_SECRET_OVERLAP_MS",
+    kind: "int",
+    default: "0",
+    min: 0,
+    max: 2_592_000_000,
+    help: "after the secret is regenerated in Mattermost, the old one is still accepted this long",
+  },
+  {
+    env: "PRESENCE_HINTS_PER_SECOND",
+    kind: "int",
+    default: "5",
+    min: 1,
+    max: 1000,
+    help: "at most this many re-read requests per second for /status/publish hints (each covers up to 200 users)",
+  },
+  {
+    env: "PRESENCE_HINTS_PER_ADDRESS",
+    kind: "int",
+    default: "20",
+    min: 1,
+    max: 100_000,
+    help: "hints accepted per remote address per second (burst twice that); more get 429",
   },
   {
     env: "PRESENCE_SECRET_PREVIOUS",

@@ -8,6 +8,7 @@ import type { Telemetry } from "../telemetry.js";
 import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
 import { refuseUpgrade, sendJson, type HttpModule } from "./router.js";
+import { KeyedRateLimiter } from "./rate-limit.js";
 import { StatusPages } from "./status-pages.js";
 import type { WsHub } from "./ws-hub.js";
 
@@ -25,6 +26,8 @@ export interface CompatDeps {
   notReadyReason: () => string | undefined;
   /** Schedules a re-read of one user's status from Mattermost; false when refused. */
   hintUser: (userId: string) => boolean;
+  /** Hints accepted per remote address per second (burst twice that). */
+  hintsPerAddress: number;
   maxConnections: number;
   telemetry: Telemetry;
 }
@@ -39,6 +42,7 @@ const publishBody = z.object({ user_id: z.string(), status: z.string() }).passth
  */
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());
+  const hintLimiter = new KeyedRateLimiter(deps.hintsPerAddress, deps.hintsPerAddress * 2);
   const authorized = (req: IncomingMessage, url: URL): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
   const notReady = (): string => deps.notReadyReason() ?? "first snapshot not loaded yet";
@@ -74,6 +78,14 @@ export function compatApi(deps: CompatDeps): HttpModule {
   }
 
   function publish(req: IncomingMessage, res: ServerResponse): void {
+    // Behind a reverse proxy every browser shares the proxy's address: hints are only a
+    // shortcut (the poll catches every change anyway), so dropping some there costs nothing.
+    if (!hintLimiter.take(req.socket.remoteAddress ?? "")) {
+      req.resume();
+      return sendError(res, "rate_limited", "too many status hints from this address", {
+        "Retry-After": "1",
+      });
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (c: Buffer) => {

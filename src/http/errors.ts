@@ -12,6 +12,7 @@ export const ERRORS = {
   invalid_user_id: 400,
   invalid_status: 400,
   body_too_large: 413,
+  rate_limited: 429,
   not_ready: 503,
   too_many_connections: 503,
   not_found: 404,

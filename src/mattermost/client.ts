@@ -116,6 +116,11 @@ export class MattermostClient {
     };
   }
 
+  /** The server's configuration (needs manage_system; 403 otherwise). */
+  async getConfig(): Promise<unknown> {
+    return this.request("config", `${this.c4.getBaseRoute()}/config`, { method: "get" });
+  }
+
   private malformed(endpoint: string, what: string): UpstreamError {
     return new UpstreamError("malformed", `Mattermost answered ${endpoint} with ${what}`, endpoint);
   }

@@ -11,6 +11,8 @@ export interface EventStreamOptions {
   log: Logger;
   /** Called on a directory event, and after every (re)connect since events may have been missed. */
   onHint: (reason: string) => void;
+  /** Mattermost's configuration was saved (the old plugin's settings may have changed). */
+  onConfigChanged?: () => void;
   maxBackoffMs: number;
 }
 
@@ -64,6 +66,8 @@ export class MattermostEvents {
         this.failures = 0;
       } else if (typeof msg.event === "string" && DIRECTORY_EVENTS.has(msg.event)) {
         this.opts.onHint(msg.event);
+      } else if (msg.event === "config_changed") {
+        this.opts.onConfigChanged?.();
       }
     });
     ws.on("error", (err) => {

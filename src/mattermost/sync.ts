@@ -19,6 +19,8 @@ export interface SyncOptions {
   directoryRefreshMs: number;
   concurrency: number;
   backoffMaxMs: number;
+  /** Upstream budget for hint re-reads (each reads up to 200 users). */
+  hintRequestsPerSecond?: number;
   random?: () => number;
   telemetry?: Telemetry;
 }
@@ -89,6 +91,7 @@ export class PresenceSync {
   private directoryHint: string | undefined;
   private readonly pendingUsers = new Set<string>();
   private userTimer: NodeJS.Timeout | undefined;
+  private lastHintRequestAt = 0;
   private warnedUnknown = new Set<string>();
   private inFlight: Promise<void> | undefined;
   private lastFailure: UpstreamError | undefined;
@@ -121,8 +124,16 @@ export class PresenceSync {
     if (!this.opts.snapshot.get(userId)) return false;
     if (this.pendingUsers.size >= MAX_IDS_PER_STATUS_REQUEST * 5) return false;
     this.pendingUsers.add(userId);
-    this.userTimer ??= setTimeout(() => void this.flushUserHints(), 50);
+    this.scheduleHintFlush();
     return true;
+  }
+
+  /** 50 ms after the first hint (to batch), and never sooner than the hint budget allows. */
+  private scheduleHintFlush(): void {
+    if (this.userTimer || this.stopped) return;
+    const gap = 1000 / (this.opts.hintRequestsPerSecond ?? 5);
+    const wait = Math.max(50, this.lastHintRequestAt + gap - Date.now());
+    this.userTimer = setTimeout(() => void this.flushUserHints(), wait);
   }
 
   /** Runs one cycle now (tests and the first load use it); errors are reported, not thrown. */
@@ -246,6 +257,7 @@ export class PresenceSync {
     const ids = [...this.pendingUsers].slice(0, MAX_IDS_PER_STATUS_REQUEST);
     for (const id of ids) this.pendingUsers.delete(id);
     if (ids.length === 0 || this.health.tokenRejected) return;
+    this.lastHintRequestAt = Date.now();
     try {
       const statuses = await this.opts.client.getStatuses(ids);
       this.opts.snapshot.applyStatuses(new Map(statuses.map((s) => [s.userId, s.status])), false);
@@ -255,7 +267,7 @@ export class PresenceSync {
         "re-read after a hint failed",
       );
     }
-    if (this.pendingUsers.size > 0) this.userTimer ??= setTimeout(() => void this.flushUserHints(), 50);
+    if (this.pendingUsers.size > 0) this.scheduleHintFlush();
   }
 
   private onSuccess(): void {

@@ -24,6 +24,10 @@ export class SimContext {
   fault: Fault | null = null;
   url = "";
   statusIdsInFlight = 0;
+  /** false: the token lacks manage_system, so GET /api/v4/config answers 403. */
+  botIsAdmin = true;
+  /** true: GET /api/v4/config masks every plugin setting, as Mattermost does for secret settings. */
+  obfuscatePluginSettings = false;
   readonly stats: SimStats = {
     requests: {},
     statusIdsRequests: 0,

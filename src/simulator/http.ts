@@ -315,18 +315,26 @@ function answer(
       return json(200, badStatus === undefined ? s : { ...s, status: badStatus });
     }
 
-    case "config":
+    case "config": {
+      if (!ctx.botIsAdmin) return errors.forbidden(rid);
+      // Mattermost's config API replaces secret values with this fixed mask.
+      const mask = (settings: Record<string, unknown>) =>
+        Object.fromEntries(Object.keys(settings).map((k) => [k, "********************************"]));
+      const plugins = ctx.obfuscatePluginSettings
+        ? Object.fromEntries(Object.entries(ctx.pluginSettings).map(([id, st]) => [id, mask(st)]))
+        : ctx.pluginSettings;
       return json(200, {
         ServiceSettings: { SiteURL: ctx.url, EnableUserStatuses: state.enableUserStatuses },
         PrivacySettings: { ShowEmailAddress: state.emailsVisible, ShowFullName: true },
         PluginSettings: {
           Enable: true,
-          Plugins: ctx.pluginSettings,
+          Plugins: plugins,
           PluginStates: Object.fromEntries(
             Object.keys(ctx.pluginSettings).map((id) => [id, { Enable: true }]),
           ),
         },
       });
+    }
 
     default:
       return errors.notFound(rid);

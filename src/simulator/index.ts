@@ -240,10 +240,24 @@ export class MattermostSimulator {
     this.state.enableUserStatuses = v;
   }
 
-  /** Sets (or with undefined, removes) one plugin's settings in GET /api/v4/config's PluginSettings.Plugins. */
+  /**
+   * Sets (or with undefined, removes) one plugin's settings in GET /api/v4/config's
+   * PluginSettings.Plugins, and broadcasts `config_changed` as Mattermost does on a save.
+   */
   setPluginSettings(pluginId: string, settings: Record<string, unknown> | undefined): void {
     if (settings === undefined) delete this.ctx.pluginSettings[pluginId];
     else this.ctx.pluginSettings[pluginId] = { ...settings };
+    this.hub?.broadcast({ event: "config_changed", data: { config: { Version: this.ctx.version } } });
+  }
+
+  /** false: the token loses manage_system (GET /api/v4/config → 403). */
+  setBotIsAdmin(v: boolean): void {
+    this.ctx.botIsAdmin = v;
+  }
+
+  /** true: GET /api/v4/config masks plugin setting values, as Mattermost does for secret settings. */
+  setObfuscatePluginSettings(v: boolean): void {
+    this.ctx.obfuscatePluginSettings = v;
   }
 
   // ---- faults ----

@@ -62,7 +62,8 @@ export type SimStatusJson = Required<
 export type SimEvent =
   | { event: "new_user"; data: { user_id: string } }
   | { event: "user_updated"; data: { user: SimProfileJson } }
-  | { event: "user_activation_status_change"; data: Record<string, never> };
+  | { event: "user_activation_status_change"; data: Record<string, never> }
+  | { event: "config_changed"; data: { config: Record<string, string> } };
 
 export type DirectoryFilter = "all" | "active" | "inactive";
 

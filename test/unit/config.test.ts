@@ -40,10 +40,31 @@ test("defaults from DESIGN.md apply when only the required keys are set", () => 
 
 test("every missing required key is named, with its flag and file form", () => {
   const p = problems([], {});
-  assert.equal(p.length, 3);
+  assert.equal(p.length, 2);
   assert.match(p[0]!, /^MATTERMOST_URL \(--mattermost-url\): required/);
   assert.match(p[1]!, /^MATTERMOST_TOKEN \(--mattermost-token, or MATTERMOST_TOKEN_FILE\): required/);
-  assert.match(p[2]!, /^PRESENCE_SECRET \(--secret, or PRESENCE_SECRET_FILE\): required/);
+});
+
+test("without PRESENCE_SECRET the settings come from Mattermost, unless that is turned off", () => {
+  const { PRESENCE_SECRET: _, ...noSecret } = BASE;
+  assert.equal(loadConfig([], noSecret).config.settingsFromMattermost, true);
+  assert.equal(loadConfig([], BASE).config.settingsFromMattermost, false);
+  assert.equal(
+    loadConfig([], { ...BASE, PRESENCE_SETTINGS_FROM_MATTERMOST: "true" }).config.settingsFromMattermost,
+    true,
+  );
+  const p = problems([], { ...noSecret, PRESENCE_SETTINGS_FROM_MATTERMOST: "false" });
+  assert.match(p[0]!, /^PRESENCE_SECRET .*required when PRESENCE_SETTINGS_FROM_MATTERMOST=false/);
+  assert.match(
+    problems([], { ...BASE, PRESENCE_SETTINGS_FROM_MATTERMOST: "yes" })[0]!,
+    /true, false or auto/,
+  );
+});
+
+test("an explicit PRESENCE_PAGE_SIZE is remembered, so Mattermost's page size does not override it", () => {
+  assert.equal(loadConfig([], BASE).config.pageSizeExplicit, false);
+  assert.equal(loadConfig([], { ...BASE, PRESENCE_PAGE_SIZE: "100" }).config.pageSizeExplicit, true);
+  assert.equal(loadConfig(["--page-size", "7"], BASE).config.pageSizeExplicit, true);
 });
 
 test("each bad value gets one message naming its key and what is expected", () => {
