@@ -15,6 +15,8 @@ import { compatApi } from "./http/compat.js";
 import { healthApi } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
+import { adminApi, type AdminApi } from "./http/admin.js";
+import { GatewayMetrics, composeTelemetry, logTelemetry, metricsApi } from "./metrics/index.js";
 import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
 
 /**
@@ -27,6 +29,11 @@ export class Gateway {
   readonly sync: PresenceSync;
   readonly hub: WsHub;
   readonly server: Server;
+  /** Prometheus metrics (GET /metrics); the core reports to them through `telemetry`. */
+  readonly metrics = new GatewayMetrics();
+  /** What the core reports to: the metrics, a debug log of poll cycles, and any extra given. */
+  readonly telemetry: Telemetry;
+  private readonly admin: AdminApi;
   private readonly events: MattermostEvents;
   /** Set when the secret comes from the old plugin's settings in Mattermost. */
   readonly pluginSettings: PluginSettingsFollower | undefined;
@@ -34,10 +41,12 @@ export class Gateway {
   constructor(
     private config: Config,
     private readonly log: Logger,
-    readonly telemetry: Telemetry = NO_TELEMETRY,
+    extraTelemetry: Telemetry = NO_TELEMETRY,
     /** Told every accepted secret whenever they change, so the log scrubber knows them. */
     private readonly onSecrets: (secrets: readonly string[]) => void = () => undefined,
   ) {
+    const telemetry = composeTelemetry(this.metrics, logTelemetry(log), extraTelemetry);
+    this.telemetry = telemetry;
     this.client = new MattermostClient({
       url: config.mattermostUrl,
       token: config.mattermostToken,
@@ -82,6 +91,25 @@ export class Gateway {
       pingIntervalMs: config.wsPingIntervalMs,
       telemetry,
     });
+    this.admin = adminApi({
+      snapshot: this.snapshot,
+      log,
+      tokens: () => (this.config.adminToken ? [this.config.adminToken] : this.secrets()),
+      sockets: () => this.hub.size,
+      health: () => this.sync.health,
+      notReadyReason: () => this.notReadyReason(),
+      mattermostUrl: config.mattermostUrl,
+      pollIntervalMs: () => this.config.pollIntervalMs,
+    });
+    this.metrics.observe({
+      countsByStatus: () => this.snapshot.countsByStatus(),
+      directoryUsers: () => this.snapshot.size,
+      sockets: () => this.hub.size,
+      health: () => this.sync.health,
+      ready: () => this.notReadyReason() === undefined,
+      lastSeq: () => this.snapshot.lastSeq,
+      leader: () => true, // one instance polls; with Redis, the lease holder
+    });
     this.server = createHttpServer(log, telemetry, [
       compatApi({
         snapshot: this.snapshot,
@@ -99,6 +127,8 @@ export class Gateway {
         notReadyReason: () => this.notReadyReason(),
         details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
       }),
+      metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
+      this.admin,
     ]);
     this.snapshot.onChanges((changes) => {
       for (const c of changes) {
@@ -180,6 +210,8 @@ export class Gateway {
       mattermostToken: next.mattermostToken,
       secret: next.secret,
       secretPrevious: next.secretPrevious,
+      metricsToken: next.metricsToken,
+      adminToken: next.adminToken,
     };
     this.client.setToken(next.mattermostToken);
     this.onSecrets(this.secrets());
@@ -195,6 +227,7 @@ export class Gateway {
     this.pluginSettings?.stop();
     const syncStopped = this.sync.stop();
     this.hub.close();
+    this.admin.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());

@@ -4,7 +4,13 @@ import { SecretScrubber, createLogger } from "../log.js";
 import { PluginSettingsError } from "../mattermost/plugin-settings.js";
 
 export function secretsOf(config: Config): string[] {
-  return [config.mattermostToken, config.secret ?? "", config.secretPrevious ?? ""];
+  return [
+    config.mattermostToken,
+    config.secret ?? "",
+    config.secretPrevious ?? "",
+    config.metricsToken ?? "",
+    config.adminToken ?? "",
+  ];
 }
 
 /** `outlook-presence start`: the gateway, until SIGTERM or SIGINT. */

@@ -12,6 +12,10 @@ export interface Config {
   /** Unset when the secret comes from Mattermost (settingsFromMattermost). */
   secret: string | undefined;
   secretPrevious: string | undefined;
+  /** Bearer token for /metrics; unset: /metrics is open. */
+  metricsToken: string | undefined;
+  /** Opens /admin; unset: the presence secret does. */
+  adminToken: string | undefined;
   /** The secret (and page size, unless set here) come from the old plugin's settings in Mattermost. */
   settingsFromMattermost: boolean;
   /** PRESENCE_PAGE_SIZE was given explicitly (so Mattermost's PerPageStatuses does not override it). */
@@ -57,6 +61,8 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   MATTERMOST_TOKEN: "mattermostToken",
   PRESENCE_SECRET: "secret",
   PRESENCE_SECRET_PREVIOUS: "secretPrevious",
+  PRESENCE_METRICS_TOKEN: "metricsToken",
+  PRESENCE_ADMIN_TOKEN: "adminToken",
   PRESENCE_SETTINGS_FROM_MATTERMOST: "settingsFromMattermost",
   PRESENCE_SECRET_OVERLAP_MS: "secretOverlapMs",
   PRESENCE_HINTS_PER_SECOND: "hintsPerSecond",

@@ -73,6 +73,16 @@ export const SETTINGS = [
     help: "previous secret, still accepted while desktops move to the new one",
   },
   {
+    env: "PRESENCE_METRICS_TOKEN",
+    kind: "secret",
+    help: "when set, GET /metrics needs `Authorization: Bearer <token>`",
+  },
+  {
+    env: "PRESENCE_ADMIN_TOKEN",
+    kind: "secret",
+    help: "opens the /admin page; unset: the presence secret opens it",
+  },
+  {
     env: "PRESENCE_PAGE_SIZE",
     kind: "int",
     default: "100",

@@ -1,0 +1,287 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { UpstreamHealth } from "../mattermost/sync.js";
+import { PROVIDER_STATUSES, type ProviderStatus } from "../presence/status.js";
+import type { Telemetry } from "../telemetry.js";
+import { VERSION } from "../version.js";
+
+export const METRICS_PREFIX = "outlook_presence_";
+
+/** State read at scrape time (never pushed): the gateway binds it once its parts exist. */
+export interface MetricsSource {
+  /** Users a provider sees (active, with an email and a status), by status. */
+  countsByStatus(): Record<ProviderStatus, number>;
+  /** Active users in the directory, with or without an email. */
+  directoryUsers(): number;
+  /** Open compat WebSockets. */
+  sockets(): number;
+  health(): Readonly<UpstreamHealth>;
+  ready(): boolean;
+  /** Sequence number of the last status change (counts every change since start). */
+  lastSeq(): number;
+  /** 1 when this instance polls Mattermost. One instance today, so always true. */
+  leader(): boolean;
+  now?: () => number;
+}
+
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const DIRECTORY_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/**
+ * The Telemetry the core calls, as Prometheus metrics in a registry of their own (so several
+ * gateways in one process, as in tests, do not collide). Counters and histograms are fed by the
+ * Telemetry calls; everything that is state (users by status, sockets, poll age, readiness) is a
+ * gauge read from MetricsSource when scraped, so it is never stale and costs nothing between
+ * scrapes.
+ */
+export class GatewayMetrics implements Telemetry {
+  readonly registry = new Registry();
+  private source: MetricsSource | undefined;
+
+  private readonly wsOpened: Counter;
+  private readonly wsMessages: Counter;
+  private readonly wsBytes: Counter;
+  private readonly wsBroadcasts: Counter;
+  private readonly wsClosedBy: Counter<"reason">;
+  private readonly wsRefusedBy: Counter<"code">;
+  private readonly http: Counter<"route" | "code">;
+  private readonly upstream: Counter<"endpoint" | "code">;
+  private readonly upstreamSeconds: Histogram<"endpoint">;
+  private readonly pollSeconds: Histogram<"result">;
+  private readonly pollRequests: Gauge;
+  private readonly directorySeconds: Histogram;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    const p = METRICS_PREFIX;
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
+    const src = (): MetricsSource | undefined => this.source;
+
+    new Gauge({
+      name: `${p}build_info`,
+      help: "Always 1; the version label says which gateway runs",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: VERSION }, 1);
+    new Gauge({
+      name: `${p}leader`,
+      help: "1 when this instance polls Mattermost (single instance for now: always 1)",
+      registers,
+      collect() {
+        this.set(src()?.leader() === false ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: `${p}ready`,
+      help: "1 once the first snapshot is loaded and the token accepted (what /readyz says)",
+      registers,
+      collect() {
+        this.set(src()?.ready() ? 1 : 0);
+      },
+    });
+
+    // ---- providers (compat WebSocket and /status) ----
+    new Gauge({
+      name: `${p}ws_connections`,
+      help: "Open provider WebSockets",
+      registers,
+      collect() {
+        this.set(src()?.sockets() ?? 0);
+      },
+    });
+    this.wsOpened = new Counter({
+      name: `${p}ws_connections_opened_total`,
+      help: "Provider WebSockets accepted",
+      registers,
+    });
+    this.wsClosedBy = new Counter({
+      name: `${p}ws_connections_closed_total`,
+      help: "Provider WebSockets closed, by reason (client, slow_consumer, dead_peer, abuse, shutdown)",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.wsRefusedBy = new Counter({
+      name: `${p}ws_upgrades_refused_total`,
+      help: "WebSocket upgrades refused before the handshake, by error code",
+      labelNames: ["code"],
+      registers,
+    });
+    this.wsMessages = new Counter({
+      name: `${p}ws_messages_sent_total`,
+      help: "Status messages written to provider sockets (one per message per socket)",
+      registers,
+    });
+    this.wsBytes = new Counter({
+      name: `${p}ws_bytes_sent_total`,
+      help: "Bytes written to provider sockets (frames included)",
+      registers,
+    });
+    this.wsBroadcasts = new Counter({
+      name: `${p}ws_broadcasts_total`,
+      help: "Batches fanned out to every socket (changes, keepalives)",
+      registers,
+    });
+    this.http = new Counter({
+      name: `${p}http_requests_total`,
+      help: "HTTP requests answered, by route and status code (route 'other' for unknown paths)",
+      labelNames: ["route", "code"],
+      registers,
+    });
+
+    // ---- Mattermost ----
+    this.upstream = new Counter({
+      name: `${p}upstream_requests_total`,
+      help: "Requests to Mattermost, by endpoint and HTTP status ('error': no answer)",
+      labelNames: ["endpoint", "code"],
+      registers,
+    });
+    this.upstreamSeconds = new Histogram({
+      name: `${p}upstream_request_duration_seconds`,
+      help: "Time to Mattermost's full answer, by endpoint",
+      labelNames: ["endpoint"],
+      buckets: SECONDS,
+      registers,
+    });
+    this.pollSeconds = new Histogram({
+      name: `${p}poll_cycle_duration_seconds`,
+      help: "One poll cycle (directory read when due, then every status), by result (ok, error)",
+      labelNames: ["result"],
+      buckets: SECONDS,
+      registers,
+    });
+    this.pollRequests = new Gauge({
+      name: `${p}poll_status_requests`,
+      help: "Status requests the last poll cycle needed (users / 200, rounded up)",
+      registers,
+    });
+    this.directorySeconds = new Histogram({
+      name: `${p}directory_refresh_duration_seconds`,
+      help: "One full read of the active user list",
+      buckets: DIRECTORY_SECONDS,
+      registers,
+    });
+    new Gauge({
+      name: `${p}last_successful_poll_age_seconds`,
+      help: "Seconds since the last poll cycle that succeeded (+Inf before the first)",
+      registers,
+      collect() {
+        const s = src();
+        const at = s?.health().lastPollAt;
+        this.set(at === undefined ? Infinity : Math.max(0, ((s?.now ?? Date.now)() - at) / 1000));
+      },
+    });
+    new Gauge({
+      name: `${p}last_successful_poll_timestamp_seconds`,
+      help: "Unix time of the last poll cycle that succeeded (0 before the first)",
+      registers,
+      collect() {
+        this.set((src()?.health().lastPollAt ?? 0) / 1000);
+      },
+    });
+    new Gauge({
+      name: `${p}upstream_consecutive_failures`,
+      help: "Poll cycles failed in a row (0 when Mattermost answers)",
+      registers,
+      collect() {
+        this.set(src()?.health().consecutiveFailures ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${p}upstream_token_rejected`,
+      help: "1 while Mattermost answers 401 to the token",
+      registers,
+      collect() {
+        this.set(src()?.health().tokenRejected ? 1 : 0);
+      },
+    });
+
+    // ---- the snapshot ----
+    new Gauge({
+      name: `${p}users`,
+      help: "Users the providers see (active, with an email), by status",
+      labelNames: ["status"],
+      registers,
+      collect() {
+        const counts = src()?.countsByStatus();
+        for (const s of PROVIDER_STATUSES) this.set({ status: s }, counts?.[s] ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${p}directory_users`,
+      help: "Active users in Mattermost's directory, bots and users without a visible email included",
+      registers,
+      collect() {
+        this.set(src()?.directoryUsers() ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${p}users_without_email`,
+      help: "Active users the token sees without an email (left out of /status)",
+      registers,
+      collect() {
+        this.set(src()?.health().usersWithoutEmail ?? 0);
+      },
+    });
+    new Counter({
+      name: `${p}status_changes_total`,
+      help: "Status changes published to providers since start",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(src()?.lastSeq() ?? 0);
+      },
+    });
+  }
+
+  /** Binds the state read at scrape time. */
+  observe(source: MetricsSource): void {
+    this.source = source;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  // ---- Telemetry ----
+
+  wsBroadcast(sockets: number, messages: number, bytes: number): void {
+    if (sockets === 0) return;
+    this.wsBroadcasts.inc();
+    this.wsMessages.inc(sockets * messages);
+    this.wsBytes.inc(sockets * bytes);
+  }
+
+  wsConnected(): void {
+    this.wsOpened.inc();
+  }
+
+  wsClosed(reason: string): void {
+    this.wsClosedBy.inc({ reason });
+  }
+
+  wsRefused(code: string): void {
+    this.wsRefusedBy.inc({ code });
+  }
+
+  httpRequest(route: string, status: number): void {
+    this.http.inc({ route, code: String(status) });
+  }
+
+  upstreamRequest(endpoint: string, status: number | "error", ms: number): void {
+    this.upstream.inc({ endpoint, code: String(status) });
+    this.upstreamSeconds.observe({ endpoint }, ms / 1000);
+  }
+
+  pollCycle(ok: boolean, ms: number, statusRequests: number): void {
+    this.pollSeconds.observe({ result: ok ? "ok" : "error" }, ms / 1000);
+    if (ok) this.pollRequests.set(statusRequests);
+  }
+
+  directoryRefresh(ms: number): void {
+    this.directorySeconds.observe(ms / 1000);
+  }
+}
