@@ -205,6 +205,7 @@ export class Gateway {
 
   /** Replaces the secret(s) and token without dropping sockets (SIGHUP). */
   reload(next: Config): void {
+    const tokenChanged = next.mattermostToken !== this.config.mattermostToken;
     this.config = {
       ...this.config,
       mattermostToken: next.mattermostToken,
@@ -214,6 +215,8 @@ export class Gateway {
       adminToken: next.adminToken,
     };
     this.client.setToken(next.mattermostToken);
+    // A rejected token waits out the longest backoff; a new one is tried at once.
+    if (tokenChanged) this.sync.retryNow();
     this.onSecrets(this.secrets());
     this.log.info({ event: "reloaded" }, "secret and token reloaded");
   }

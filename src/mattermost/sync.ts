@@ -111,6 +111,12 @@ export class PresenceSync {
     await this.inFlight;
   }
 
+  /** Retries at once instead of waiting out the backoff (a new token was loaded). */
+  retryNow(): void {
+    if (this.stopped || this.health.consecutiveFailures === 0) return;
+    this.schedule(0);
+  }
+
   /** A Mattermost event said the directory changed: re-read it in the next cycle. */
   hintDirectory(reason: string): void {
     this.directoryHint ??= reason;
@@ -256,7 +262,9 @@ export class PresenceSync {
     this.userTimer = undefined;
     const ids = [...this.pendingUsers].slice(0, MAX_IDS_PER_STATUS_REQUEST);
     for (const id of ids) this.pendingUsers.delete(id);
-    if (ids.length === 0 || this.health.tokenRejected) return;
+    // While Mattermost fails (a 429's Retry-After, an outage, a 401) hints would only add requests
+    // the backoff is holding back; the next successful cycle reads every user anyway.
+    if (ids.length === 0 || this.health.tokenRejected || this.health.consecutiveFailures > 0) return;
     this.lastHintRequestAt = Date.now();
     try {
       const statuses = await this.opts.client.getStatuses(ids);
