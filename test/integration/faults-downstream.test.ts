@@ -1,0 +1,226 @@
+/**
+ * Downstream faults (issue 5, point 2): clients that do not read, crowds, junk frames and dead
+ * peers. In-process gateway, so the hub's state and the log can be watched as it happens.
+ */
+import assert from "node:assert/strict";
+import type { Socket } from "node:net";
+import { describe, test, type TestContext } from "node:test";
+import WebSocket from "ws";
+import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
+import {
+  assertConverged,
+  sleep,
+  startInProcess,
+  waitUntil,
+  type InProcessGateway,
+  type Line,
+} from "../helpers/in-process.js";
+import { BASE, FakeProvider } from "../helpers/provider.js";
+
+const TOKEN = `tok-${process.pid}-faults-down`;
+const SECRET = `sec-${process.pid}-faults-down`;
+const STATUSES: readonly SimStatus[] = ["online", "away", "dnd", "offline"];
+
+async function setup(
+  t: TestContext,
+  env: Record<string, string>,
+  users = 40,
+): Promise<{ sim: MattermostSimulator; gw: InProcessGateway }> {
+  const sim = new MattermostSimulator({ token: TOKEN, users, seed: 11 });
+  await sim.start(0, "127.0.0.1");
+  const gw = await startInProcess(sim, TOKEN, SECRET, {
+    PRESENCE_POLL_INTERVAL_MS: "250",
+    PRESENCE_KEEPALIVE_MS: "600000",
+    ...env,
+  });
+  t.after(async () => {
+    await gw.stop();
+    await sim.stop();
+  });
+  await waitUntil(() => gw.gateway.snapshot.ready, 10_000, "first snapshot");
+  return { sim, gw };
+}
+
+const wsUrl = (url: string): string =>
+  `${url.replace("http", "ws")}${BASE}/ws?secret=${encodeURIComponent(SECRET)}`;
+
+interface Attempt {
+  ws: WebSocket;
+  /** "open", or the refused upgrade's HTTP status and body. */
+  result: Promise<{ open: true } | { open: false; status: number; body: string }>;
+  closed: Promise<number>;
+}
+
+function attempt(url: string, opts: WebSocket.ClientOptions = {}): Attempt {
+  const ws = new WebSocket(wsUrl(url), opts);
+  ws.on("error", () => undefined);
+  const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
+  const result = new Promise<{ open: true } | { open: false; status: number; body: string }>(
+    (resolve, reject) => {
+      ws.once("open", () => resolve({ open: true }));
+      ws.once("unexpected-response", (_req, res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => (body += d.toString()));
+        res.on("end", () => resolve({ open: false, status: res.statusCode ?? 0, body }));
+      });
+      ws.once("error", reject);
+    },
+  );
+  return { ws, result, closed };
+}
+
+function flipAll(sim: MattermostSimulator, round: number): void {
+  for (const u of sim.listUsers()) {
+    if (u.delete_at !== 0 || u.is_bot) continue;
+    sim.setStatus(u.id, STATUSES[round % 4]!);
+  }
+}
+
+describe("downstream faults", () => {
+  test("a client that never reads is closed at the buffer cap with 1013; memory stays bounded; others are unaffected", async (t) => {
+    const CAP = 64 * 1024;
+    const { sim, gw } = await setup(
+      t,
+      {
+        PRESENCE_WS_MAX_BUFFER_BYTES: String(CAP),
+        PRESENCE_POLL_INTERVAL_MS: "3600000", // cycles are driven by the test
+        PRESENCE_DIRECTORY_REFRESH_MS: "3600000",
+      },
+      2000,
+    );
+    const healthy = new FakeProvider(gw.url, SECRET);
+    t.after(() => healthy.close());
+    await healthy.loadStatus();
+    await healthy.connect();
+
+    const stuck = attempt(gw.url);
+    assert.deepEqual(await stuck.result, { open: true });
+    const socket = (stuck.ws as unknown as { _socket: Socket })._socket;
+    socket.pause(); // reads nothing from now on: the kernel buffers fill, then the gateway's
+    t.after(() => stuck.ws.terminate());
+
+    let slowLine: Line | undefined;
+    gw.onLine((l) => {
+      if (l.event !== "ws_slow_consumer" || slowLine) return;
+      slowLine = l;
+      socket.resume(); // read again now, so that the close frame queued behind the backlog arrives
+    });
+    let maxBatch = 0;
+    for (let round = 1; !slowLine && round <= 300; round++) {
+      flipAll(sim, round);
+      const from = gw.gateway.snapshot.lastSeq;
+      assert.equal(await gw.gateway.sync.runOnce(), true);
+      maxBatch = Math.max(maxBatch, (gw.gateway.snapshot.lastSeq - from) * 120);
+    }
+    assert.ok(slowLine, "the socket that does not read was detected");
+    const buffered = slowLine.buffered as number;
+    assert.ok(buffered > CAP, "closed only past the cap");
+    assert.ok(buffered <= CAP + maxBatch, `held at most the cap plus one batch, held ${buffered}`);
+    assert.equal(await stuck.closed, 1013, "closed with 1013 (try again later)");
+    await waitUntil(() => gw.gateway.hub.size === 1, 5000, "the stuck socket freed");
+    assert.ok(gw.lines.some((l) => l.event === "ws_disconnect" && l.reason === "slow_consumer"));
+
+    // The provider that reads kept its socket and holds every status.
+    assert.equal(healthy.ws!.readyState, WebSocket.OPEN);
+    await assertConverged(sim, [healthy]);
+  });
+
+  test("many clients connecting at once: none refused below PRESENCE_MAX_CONNECTIONS, a clear 503 above it", async (t) => {
+    const LIMIT = 400;
+    const EXTRA = 100;
+    const { gw } = await setup(t, { PRESENCE_MAX_CONNECTIONS: String(LIMIT) });
+    const attempts = Array.from({ length: LIMIT + EXTRA }, () => attempt(gw.url));
+    t.after(() => attempts.forEach((a) => a.ws.terminate()));
+    const results = await Promise.all(attempts.map((a) => a.result));
+    const opened = results.filter((r) => r.open);
+    const refused = results.filter((r) => !r.open);
+    assert.equal(opened.length, LIMIT, "every connection below the limit is accepted");
+    assert.equal(refused.length, EXTRA);
+    for (const r of refused) {
+      assert.equal(r.status, 503);
+      assert.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, "too_many_connections");
+    }
+    assert.equal(gw.gateway.hub.size, LIMIT);
+    assert.ok(gw.lines.some((l) => l.event === "ws_refused"));
+
+    // Room again once some leave.
+    const leaving = attempts.filter((_, i) => results[i]!.open).slice(0, 10);
+    for (const a of leaving) a.ws.close();
+    await waitUntil(() => gw.gateway.hub.size === LIMIT - 10, 5000, "ten sockets gone");
+    const again = Array.from({ length: 10 }, () => attempt(gw.url));
+    t.after(() => again.forEach((a) => a.ws.terminate()));
+    for (const r of await Promise.all(again.map((a) => a.result))) assert.deepEqual(r, { open: true });
+  });
+
+  test("client frames of any size or content are ignored; too big closes with 1009, a flood with 1008", async (t) => {
+    const { sim, gw } = await setup(t, {});
+    const p = new FakeProvider(gw.url, SECRET);
+    t.after(() => p.close());
+    await p.loadStatus();
+    await p.connect();
+    const ws = p.ws!;
+    const junk: (string | Buffer)[] = [
+      "",
+      "hello",
+      '{"user_id":"x","status":"online"}',
+      "\u0000\uffff\u2028",
+      Buffer.alloc(0),
+      Buffer.from([0, 1, 2, 255]),
+      "x".repeat(4096), // exactly maxPayload
+      Buffer.alloc(4096, 7),
+    ];
+    for (const j of junk) ws.send(j);
+    ws.ping();
+    // Still open and still served: a change arrives after the junk.
+    const u = sim.listUsers().find((x) => !x.is_bot && x.delete_at === 0 && x.email)!;
+    sim.setStatus(u.id, p.store.get(u.email) === "dnd" ? "online" : "dnd");
+    await assertConverged(sim, [p]);
+    assert.equal(ws.readyState, WebSocket.OPEN);
+
+    const big = attempt(gw.url);
+    t.after(() => big.ws.terminate());
+    await big.result;
+    big.ws.send("x".repeat(4097));
+    assert.equal(await big.closed, 1009, "a frame over maxPayload closes with 1009");
+
+    const flood = attempt(gw.url);
+    t.after(() => flood.ws.terminate());
+    await flood.result;
+    for (let i = 0; i < 150; i++) flood.ws.send("{}");
+    assert.equal(await flood.closed, 1008, "a flood of client messages closes with 1008");
+
+    // Pings are frames too, each costing a pong: `ws` cuts a peer with too many unanswered
+    // auto-pongs pending (terminated, so 1006).
+    const pingFlood = attempt(gw.url);
+    t.after(() => pingFlood.ws.terminate());
+    await pingFlood.result;
+    for (let i = 0; i < 1000; i++) pingFlood.ws.ping();
+    assert.equal(await pingFlood.closed, 1006, "a flood of pings is cut");
+
+    assert.equal(ws.readyState, WebSocket.OPEN, "the well-behaved socket is untouched");
+    await waitUntil(() => gw.gateway.hub.size === 1, 5000, "abusive sockets freed");
+  });
+
+  test("half-open TCP: a peer that stops answering pings is dropped after about two ping intervals", async (t) => {
+    const { gw } = await setup(t, { PRESENCE_WS_PING_INTERVAL_MS: "200" });
+    const healthy = attempt(gw.url);
+    const noPong = attempt(gw.url, { autoPong: false });
+    const vanished = attempt(gw.url);
+    t.after(() => [healthy, noPong, vanished].forEach((a) => a.ws.terminate()));
+    await Promise.all([healthy.result, noPong.result, vanished.result]);
+    // A vanished peer neither reads nor answers: its socket is paused for good.
+    (vanished.ws as unknown as { _socket: Socket })._socket.pause();
+    assert.equal(gw.gateway.hub.size, 3);
+
+    await waitUntil(() => gw.gateway.hub.size === 1, 10_000, "dead peers dropped");
+    assert.equal(gw.lines.filter((l) => l.event === "ws_dead_peer").length, 2);
+    await noPong.closed;
+    // The peer that answers keeps its socket through many more ping rounds.
+    let pings = 0;
+    healthy.ws.on("ping", () => pings++);
+    await waitUntil(() => pings >= 5, 10_000, "five more pings");
+    assert.equal(healthy.ws.readyState, WebSocket.OPEN);
+    assert.equal(gw.gateway.hub.size, 1);
+    await sleep(0);
+  });
+});
