@@ -1,0 +1,254 @@
+import type { Host } from "../lib/procs.js";
+import { sleep, within } from "../lib/procs.js";
+import {
+  MAX_SOCKETS_PER_PROCESS,
+  SECRET,
+  WS_PATH,
+  gatewayEnv,
+  startBareWs,
+  startClients,
+  startGatewayHost,
+  startSim,
+  type Clients,
+} from "../lib/servers.js";
+import { fmtBytes, fmtInt, fmtMs, fmtRatio, ratio, summarize, type Summary } from "../lib/stats.js";
+import type { Context } from "./context.js";
+
+const SINGLE_REPS = 20;
+const BURST_REPS = 3;
+const SIM_USERS = 2000;
+
+/** Gateway settings for socket scenarios: fast polling so changes arrive soon; no keepalive frames meanwhile. */
+function socketGatewayEnv(simUrl: string, sockets: number): Record<string, string> {
+  return gatewayEnv(simUrl, {
+    PRESENCE_POLL_INTERVAL_MS: "250",
+    PRESENCE_KEEPALIVE_MS: "600000",
+    PRESENCE_MAX_CONNECTIONS: String(sockets + 1000),
+  });
+}
+
+function clientProcesses(sockets: number): number {
+  return Math.max(2, Math.ceil(sockets / MAX_SOCKETS_PER_PROCESS));
+}
+
+export function tooMany(sockets: number): string | undefined {
+  return sockets > MAX_SOCKETS_PER_PROCESS
+    ? `${fmtInt(sockets)} sockets: not measured (one process may hold at most 20,000 open files here, ` +
+        "a hard limit this container cannot raise, so no single server process can hold them)"
+    : undefined;
+}
+
+interface Delivery {
+  /** Per socket, ms from the server having the change to the socket having all `expect` frames. */
+  latencies: number[];
+  /** expect × sockets / (last receipt − t0), messages per second. */
+  throughput: number;
+  incomplete: number;
+}
+
+/** Arms every client for `expect` frames, triggers, and gathers per-socket receipt times against t0. */
+async function deliver(
+  clients: Clients,
+  expect: number,
+  trigger: () => Promise<number>,
+  timeoutMs: number,
+): Promise<Delivery> {
+  await Promise.all(clients.hosts.map((h) => h.ask({ cmd: "arm", expect }, "armed", 10_000)));
+  const done = clients.hosts.map((h) => h.next<{ last: Float64Array }>("done", timeoutMs));
+  for (const d of done) d.catch(() => undefined); // handled below, one by one
+  const t0 = await trigger();
+  const latencies: number[] = [];
+  let incomplete = 0;
+  let lastAt = t0;
+  for (let i = 0; i < clients.hosts.length; i++) {
+    let last: Float64Array;
+    try {
+      last = (await done[i]!).last;
+    } catch {
+      const partial = await clients.hosts[i]!.ask<{ last: Float64Array }>(
+        { cmd: "collect" },
+        "partial",
+        10_000,
+      );
+      last = partial.last;
+    }
+    for (const t of last) {
+      if (t === 0) incomplete++;
+      else {
+        latencies.push(t - t0);
+        if (t > lastAt) lastAt = t;
+      }
+    }
+  }
+  return { latencies, throughput: (latencies.length * expect * 1000) / (lastAt - t0), incomplete };
+}
+
+/** Waits for change batches from the gateway host until `n` changes were seen; returns the first's time. */
+async function seen(gateway: Host, n: number, timeoutMs: number): Promise<number> {
+  let total = 0;
+  let first = NaN;
+  while (total < n) {
+    const m = await gateway.next<{ t: number; n: number }>("seen", timeoutMs);
+    if (Number.isNaN(first)) first = m.t;
+    total += m.n;
+  }
+  return first;
+}
+
+interface Run {
+  single: Summary;
+  burst: Summary;
+  burstThroughput: number;
+  incomplete: number;
+  connected: number;
+}
+
+async function measure(
+  ctx: Context,
+  clients: Clients,
+  triggerSingle: () => Promise<number>,
+  triggerBurst: () => Promise<number>,
+): Promise<Run> {
+  const single: number[] = [];
+  let incomplete = 0;
+  for (let i = 0; i < SINGLE_REPS; i++) {
+    const d = await deliver(clients, 1, triggerSingle, 15_000);
+    single.push(...d.latencies);
+    incomplete += d.incomplete;
+    await sleep(300);
+  }
+  const burst: number[] = [];
+  let best = 0;
+  for (let i = 0; i < BURST_REPS; i++) {
+    const d = await deliver(clients, ctx.burst, triggerBurst, 60_000);
+    burst.push(...d.latencies);
+    incomplete += d.incomplete;
+    best = Math.max(best, d.throughput);
+    ctx.log(`burst ${i}: ${fmtInt(d.throughput)} msg/s, p99 ${fmtMs(summarize(d.latencies).p99)}`);
+    await sleep(1000);
+  }
+  return {
+    single: summarize(single),
+    burst: summarize(burst),
+    burstThroughput: best,
+    incomplete,
+    connected: clients.connected,
+  };
+}
+
+const dist = (s: Summary): string => `${fmtMs(s.p50)}/${fmtMs(s.p99)}/${fmtMs(s.max)}`;
+
+async function gatewayRun(ctx: Context, sockets: number): Promise<Run> {
+  const sim = await ctx.use(startSim(SIM_USERS));
+  const gw = await ctx.use(startGatewayHost(socketGatewayEnv(sim.url, sockets)));
+  const wsUrl = `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`;
+  const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
+  ctx.log(`gateway: ${clients.connected} connected, ${clients.failed} failed`);
+  await sleep(2000);
+  const change = (count: number) => async (): Promise<number> => {
+    const t = seen(gw, count, 15_000);
+    await sim.ask({ cmd: "change", count }, "changed", 10_000);
+    return t;
+  };
+  const run = await measure(ctx, clients, change(1), change(ctx.burst));
+  await clients.stop();
+  await gw.stop();
+  await sim.stop();
+  return run;
+}
+
+async function bareRun(ctx: Context, sockets: number, mode: "send" | "raw"): Promise<Run> {
+  const bare = await ctx.use(startBareWs());
+  const clients = await ctx.use(
+    startClients(`${bare.url.replace("http", "ws")}/`, sockets, clientProcesses(sockets)),
+  );
+  ctx.log(`bare ws (${mode}): ${clients.connected} connected, ${clients.failed} failed`);
+  await sleep(2000);
+  const broadcast = (count: number) => async (): Promise<number> =>
+    (await bare.ask<{ t: number }>({ cmd: "broadcast", count, mode }, "sent", 60_000)).t;
+  const run = await measure(ctx, clients, broadcast(1), broadcast(ctx.burst));
+  await clients.stop();
+  await bare.stop();
+  return run;
+}
+
+/**
+ * WebSocket fan-out: the gateway (in-process `Gateway` in a child, changes made in the simulator
+ * and timed from the moment the snapshot emits them) vs a bare `ws` server broadcasting pre-built
+ * data, to the same number of sockets held by separate load-generator processes.
+ */
+export async function fanoutScenario(ctx: Context): Promise<string> {
+  const parts: string[] = [];
+  for (const sockets of ctx.sockets) {
+    const skip = tooMany(sockets);
+    if (skip) {
+      parts.push(skip);
+      continue;
+    }
+    const g = await within(gatewayRun(ctx, sockets), 600_000, "gateway fan-out");
+    const send = await within(bareRun(ctx, sockets, "send"), 600_000, "bare ws.send fan-out");
+    const raw = await within(bareRun(ctx, sockets, "raw"), 600_000, "bare raw fan-out");
+    ctx.detail(`fanout-${sockets}`, { gateway: g, bareSend: send, bareRaw: raw });
+    const ceiling = send.burstThroughput > raw.burstThroughput ? send : raw;
+    const ceilingName = ceiling === send ? "ws.send per message" : "one pre-built buffer per socket";
+    parts.push(
+      `${fmtInt(g.connected)} sockets: one change p50/p99/max ${dist(g.single)} ` +
+        `(bare ws ${dist(send.single)}, p99 ${fmtRatio(ratio(g.single.p99, send.single.p99))}); ` +
+        `burst of ${fmtInt(ctx.burst)}: all received p50/p99/max ${dist(g.burst)}, ` +
+        `${fmtInt(g.burstThroughput)} msg/s = ${fmtRatio(ratio(g.burstThroughput, ceiling.burstThroughput))} ` +
+        `bare ws ceiling (${ceilingName}: ${fmtInt(ceiling.burstThroughput)} msg/s, ${dist(ceiling.burst)}; ` +
+        `bare ws.send per message ${fmtInt(send.burstThroughput)} msg/s)` +
+        (g.incomplete > 0 ? `; ${g.incomplete} socket deliveries incomplete` : ""),
+    );
+  }
+  return (
+    `fanout: ${parts.join(" · ")} | gateway = in-process Gateway in a child (hook on the snapshot's ` +
+    `change event); clients = raw-TCP frame counters in ${clientProcesses(ctx.sockets[0] ?? 1)}+ child processes ` +
+    `from 127.0.0.x source addresses; all on the same 2 cores, so receipt times include the load generator's CPU`
+  );
+}
+
+/** Memory per idle socket: RSS and heap after full GCs, gateway vs bare ws. */
+export async function memoryScenario(ctx: Context): Promise<string> {
+  const parts: string[] = [];
+  for (const sockets of ctx.sockets) {
+    const skip = tooMany(sockets);
+    if (skip) {
+      parts.push(skip);
+      continue;
+    }
+    const perSocket = async (host: Host, wsUrl: string) => {
+      const before = await host.ask<NodeJS.MemoryUsage>({ cmd: "mem" }, "mem", 30_000);
+      const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
+      await sleep(3000);
+      const after = await host.ask<NodeJS.MemoryUsage & { sockets: number }>({ cmd: "mem" }, "mem", 30_000);
+      await clients.stop();
+      const n = after.sockets;
+      return {
+        sockets: n,
+        rss: (after.rss - before.rss) / n,
+        heap: (after.heapUsed - before.heapUsed) / n,
+        external: (after.external - before.external) / n,
+        before,
+        after,
+      };
+    };
+    const sim = await ctx.use(startSim(SIM_USERS));
+    const gw = await ctx.use(startGatewayHost(socketGatewayEnv(sim.url, sockets)));
+    const g = await perSocket(gw, `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`);
+    await gw.stop();
+    await sim.stop();
+    const bare = await ctx.use(startBareWs());
+    const b = await perSocket(bare, `${bare.url.replace("http", "ws")}/`);
+    await bare.stop();
+    ctx.detail(`memory-${sockets}`, { gateway: g, bare: b });
+    parts.push(
+      `${fmtInt(g.sockets)} idle sockets: RSS ${fmtBytes(g.rss)}/socket = ${fmtRatio(ratio(g.rss, b.rss))} bare ws ` +
+        `(${fmtBytes(b.rss)}), heap ${fmtBytes(g.heap)}/socket = ${fmtRatio(ratio(g.heap, b.heap))} bare ws (${fmtBytes(b.heap)})`,
+    );
+  }
+  return (
+    `memory: ${parts.join(" · ")} | growth from 0 sockets after full GCs; gateway = in-process Gateway ` +
+    `in a child (2,000 users loaded), bare ws = node:http + WebSocketServer`
+  );
+}
