@@ -121,6 +121,8 @@ export class Gateway {
         hintUser: (id) => this.sync.hintUser(id),
         hintsPerAddress: config.hintsPerAddress,
         maxConnections: config.maxConnections,
+        authFailureBurst: config.authFailureBurst,
+        authFailureWindowMs: config.authFailureWindowMs,
         telemetry,
       }),
       healthApi({

@@ -58,9 +58,30 @@ export const REDACT_PATHS = [
   "req.headers.cookie",
 ];
 
-/** Replaces the value of `secret=` in a URL's query, for request logs. */
+/**
+ * Replaces the value of every `secret` query parameter in a URL, for request logs. Names are
+ * compared decoded, as the router reads them: `?%73ecret=S` presents a secret too.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]secret=)[^&#]*/gi, "$1[REDACTED]");
+  const q = url.indexOf("?");
+  if (q < 0) return url;
+  const pairs = url
+    .slice(q + 1)
+    .split("&")
+    .map((pair) => {
+      const eq = pair.indexOf("=");
+      return eq >= 0 && queryName(pair.slice(0, eq)) === "secret" ? `${pair.slice(0, eq)}=[REDACTED]` : pair;
+    });
+  return `${url.slice(0, q)}?${pairs.join("&")}`;
+}
+
+function queryName(raw: string): string {
+  const name = raw.replace(/\+/g, " ");
+  try {
+    return decodeURIComponent(name).toLowerCase();
+  } catch {
+    return name.toLowerCase(); // a bad escape: URLSearchParams keeps it literally, so not "secret"
+  }
 }
 
 export function createLogger(

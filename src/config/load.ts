@@ -35,6 +35,8 @@ export interface Config {
   maxConnections: number;
   wsPingIntervalMs: number;
   shutdownGraceMs: number;
+  authFailureBurst: number;
+  authFailureWindowMs: number;
   host: string;
   port: number;
   logLevel: LogLevel;
@@ -79,6 +81,8 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_MAX_CONNECTIONS: "maxConnections",
   PRESENCE_WS_PING_INTERVAL_MS: "wsPingIntervalMs",
   PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",
+  PRESENCE_AUTH_FAILURE_BURST: "authFailureBurst",
+  PRESENCE_AUTH_FAILURE_WINDOW_MS: "authFailureWindowMs",
   HOST: "host",
   PORT: "port",
   LOG_LEVEL: "logLevel",

@@ -178,6 +178,22 @@ export const SETTINGS = [
     max: 600_000,
     help: "on SIGTERM/SIGINT, how long in-flight work may take before the process exits",
   },
+  {
+    env: "PRESENCE_AUTH_FAILURE_BURST",
+    kind: "int",
+    default: "20",
+    min: 0,
+    max: 1_000_000,
+    help: "wrong secrets accepted per remote address per window before they get 429 (0: no limit)",
+  },
+  {
+    env: "PRESENCE_AUTH_FAILURE_WINDOW_MS",
+    kind: "int",
+    default: "60000",
+    min: 1000,
+    max: 86_400_000,
+    help: "window of PRESENCE_AUTH_FAILURE_BURST; a limited address is answered 429 until it ends",
+  },
   { env: "HOST", kind: "string", default: "0.0.0.0", help: "address to listen on" },
   {
     env: "PORT",

@@ -9,6 +9,7 @@ import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
 import { refuseUpgrade, sendJson, type HttpModule } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
+import { AuthFailureLimiter } from "./auth-limit.js";
 import { StatusPages } from "./status-pages.js";
 import type { WsHub } from "./ws-hub.js";
 
@@ -30,6 +31,9 @@ export interface CompatDeps {
   hintsPerAddress: number;
   maxConnections: number;
   telemetry: Telemetry;
+  /** Failed secret checks per remote address per window before 429 (0: no limit); default 20 per minute. */
+  authFailureBurst?: number;
+  authFailureWindowMs?: number;
 }
 
 const PAGE_RE = /^\d+$/;
@@ -46,9 +50,36 @@ export function compatApi(deps: CompatDeps): HttpModule {
   const authorized = (req: IncomingMessage, url: URL): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
   const notReady = (): string => deps.notReadyReason() ?? "first snapshot not loaded yet";
+  const authFailures = new AuthFailureLimiter(
+    deps.authFailureBurst ?? 20,
+    deps.authFailureWindowMs ?? 60_000,
+  );
+  /** A failed secret check: 403, or 429 with Retry-After once the address has failed too often. */
+  const authFailed = (
+    req: IncomingMessage,
+  ): { code: ErrorCode; message: string; headers: Record<string, string> } => {
+    const remote = req.socket.remoteAddress;
+    const waitMs = authFailures.fail(remote);
+    if (waitMs === undefined)
+      return { code: "invalid_secret", message: "missing or wrong secret", headers: {} };
+    if (authFailures.justLimited(remote)) {
+      deps.log.warn(
+        { event: "auth_rate_limited", remote, burst: deps.authFailureBurst ?? 20 },
+        "too many wrong secrets from one address: answering 429 until its window ends",
+      );
+    }
+    return {
+      code: "auth_rate_limited",
+      message: "too many wrong secrets from this address; check the secret and retry later",
+      headers: { "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+    };
+  };
 
   function status(req: IncomingMessage, res: ServerResponse, url: URL): void {
-    if (!authorized(req, url)) return sendError(res, "invalid_secret", "missing or wrong secret");
+    if (!authorized(req, url)) {
+      const failed = authFailed(req);
+      return sendError(res, failed.code, failed.message, failed.headers);
+    }
     const raw = url.searchParams.get("page");
     if (raw !== null && raw !== "" && !PAGE_RE.test(raw)) {
       return sendError(res, "invalid_page", "page must be a non-negative integer");
@@ -133,11 +164,14 @@ export function compatApi(deps: CompatDeps): HttpModule {
       {
         path: `${COMPAT_BASE}/ws`,
         handle(req, socket, head, url) {
-          const refuse = (code: ErrorCode, message: string): void => {
+          const refuse = (code: ErrorCode, message: string, headers?: Record<string, string>): void => {
             deps.telemetry.wsRefused(code);
-            refuseUpgrade(socket, code, message);
+            refuseUpgrade(socket, code, message, headers);
           };
-          if (!authorized(req, url)) return refuse("invalid_secret", "missing or wrong secret");
+          if (!authorized(req, url)) {
+            const failed = authFailed(req);
+            return refuse(failed.code, failed.message, failed.headers);
+          }
           if (!deps.snapshot.ready) return refuse("not_ready", notReady());
           if (deps.hub.size >= deps.maxConnections) {
             deps.log.warn({ event: "ws_refused", sockets: deps.hub.size }, "connection limit reached");

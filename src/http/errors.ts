@@ -13,6 +13,7 @@ export const ERRORS = {
   invalid_status: 400,
   body_too_large: 413,
   rate_limited: 429,
+  auth_rate_limited: 429,
   not_ready: 503,
   too_many_connections: 503,
   not_found: 404,

@@ -30,11 +30,19 @@ export interface HttpModule {
 }
 
 /** Answers an upgrade request with an HTTP error and closes the socket; no WebSocket is opened. */
-export function refuseUpgrade(socket: Duplex, code: ErrorCode, message: string): void {
+export function refuseUpgrade(
+  socket: Duplex,
+  code: ErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   const body = errorBody(code, message);
   const status = ERRORS[code];
+  const extra = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n${extra}` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -55,6 +63,24 @@ function parseUrl(req: IncomingMessage): URL | undefined {
 
 const normalize = (path: string): string => path.replace(/\/+$/, "") || "/";
 
+/** One debug line per answered request; the query's secret is redacted, headers are not logged. */
+function logRequest(log: Logger, req: IncomingMessage, res: ServerResponse): void {
+  const started = performance.now();
+  res.once("finish", () =>
+    log.debug(
+      {
+        event: "http_request",
+        method: req.method,
+        url: redactUrl(req.url ?? ""),
+        status: res.statusCode,
+        remote: req.socket.remoteAddress,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+      },
+      "request",
+    ),
+  );
+}
+
 /**
  * node:http with an exact-path route table. A handler that throws gets a 500 JSON answer and one
  * log line (with the secret redacted from the URL); the process never goes down for a request.
@@ -68,6 +94,7 @@ export function createHttpServer(log: Logger, telemetry: Telemetry, modules: rea
   }
 
   const server = createServer((req, res) => {
+    if (log.isLevelEnabled("debug")) logRequest(log, req, res);
     const url = parseUrl(req);
     try {
       const route = url && routes.get(normalize(url.pathname));

@@ -1,0 +1,151 @@
+/**
+ * Secrets (issue 5, point 4), against the real CLI: Bearer and the previous secret accepted,
+ * failed checks rate limited per address with 429 (the WebSocket refused before the upgrade),
+ * and a request log that never holds a secret, however the URL spells it.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import WebSocket from "ws";
+import { MattermostSimulator } from "../../src/simulator/index.js";
+import { GatewayProcess } from "../helpers/gateway-process.js";
+import { waitUntil } from "../helpers/in-process.js";
+import { BASE } from "../helpers/provider.js";
+
+const TOKEN = `tok-${process.pid}-faults-secrets`;
+const SECRET = `Sec+/=${process.pid}-current`;
+const PREVIOUS = `Sec-${process.pid}-previous`;
+
+/** Every byte percent-encoded, even letters: no scrubber looking for the plain value finds it. */
+const percentAll = (s: string): string =>
+  [...Buffer.from(s)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("");
+
+function upgrade(
+  url: string,
+  query: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace("http", "ws")}${BASE}/ws?${query}`);
+    ws.once("open", () => {
+      ws.terminate();
+      resolve({ status: 101, headers: {}, body: "" });
+    });
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => {
+        ws.terminate();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+      });
+    });
+    ws.once("error", reject);
+  });
+}
+
+async function gateway(sim: MattermostSimulator, env: Record<string, string>): Promise<GatewayProcess> {
+  const gw = await GatewayProcess.start({
+    MATTERMOST_URL: sim.url,
+    MATTERMOST_TOKEN: TOKEN,
+    PRESENCE_SECRET: SECRET,
+    PRESENCE_SECRET_PREVIOUS: PREVIOUS,
+    PRESENCE_POLL_INTERVAL_MS: "500",
+    ...env,
+  });
+  await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
+  return gw;
+}
+
+describe("secrets", () => {
+  let sim: MattermostSimulator;
+  before(async () => {
+    sim = new MattermostSimulator({ token: TOKEN, users: 20, seed: 9 });
+    await sim.start(0, "127.0.0.1");
+  });
+  after(() => sim.stop());
+
+  test("Bearer and the previous secret are accepted on /status and /ws; a wrong one is refused before the upgrade", async (t) => {
+    const gw = await gateway(sim, {});
+    t.after(() => gw.stop());
+    const status = (init: RequestInit, q = "") => fetch(`${gw.url}${BASE}/status${q}`, init);
+    assert.equal((await status({ headers: { Authorization: `Bearer ${SECRET}` } })).status, 200);
+    assert.equal((await status({ headers: { Authorization: `Bearer ${PREVIOUS}` } })).status, 200);
+    assert.equal((await status({}, `?secret=${encodeURIComponent(PREVIOUS)}`)).status, 200);
+    assert.equal((await status({ headers: { Authorization: "Bearer nope" } })).status, 403);
+    assert.equal((await upgrade(gw.url, `secret=${encodeURIComponent(PREVIOUS)}`)).status, 101);
+    const refused = await upgrade(gw.url, "secret=nope");
+    assert.equal(refused.status, 403);
+    assert.equal((JSON.parse(refused.body) as { error: { code: string } }).error.code, "invalid_secret");
+    assert.equal(
+      gw.logs.filter((l) => l.event === "ws_connect").length,
+      1,
+      "only the good upgrade opened a socket",
+    );
+  });
+
+  test("wrong secrets past the burst get 429 with Retry-After, on /status and /ws; the right secret is still served", async (t) => {
+    const BURST = 5;
+    const gw = await gateway(sim, { PRESENCE_AUTH_FAILURE_BURST: String(BURST) });
+    t.after(() => gw.stop());
+    const wrong = () => fetch(`${gw.url}${BASE}/status?secret=guess-${Math.random()}`);
+    for (let i = 0; i < BURST; i++) assert.equal((await wrong()).status, 403);
+    const limited = await wrong();
+    assert.equal(limited.status, 429);
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+    assert.equal(((await limited.json()) as { error: { code: string } }).error.code, "auth_rate_limited");
+
+    const ws = await upgrade(gw.url, "secret=guess");
+    assert.equal(ws.status, 429, "the WebSocket is refused before the upgrade");
+    assert.ok(Number(ws.headers["retry-after"]) >= 1);
+
+    // A desktop with the right secret behind the same address (a reverse proxy) is not locked out.
+    assert.equal((await fetch(`${gw.url}${BASE}/status?secret=${encodeURIComponent(SECRET)}`)).status, 200);
+    assert.equal((await upgrade(gw.url, `secret=${encodeURIComponent(SECRET)}`)).status, 101);
+    for (let i = 0; i < 10; i++) assert.equal((await wrong()).status, 429);
+    assert.equal(gw.logs.filter((l) => l.event === "auth_rate_limited").length, 1, "one log line per window");
+  });
+
+  test("no request log line holds a secret, a guess, or any spelling of them", async (t) => {
+    const gw = await gateway(sim, { LOG_LEVEL: "debug", PRESENCE_AUTH_FAILURE_BURST: "0" });
+    t.after(() => gw.stop());
+    const GUESS = "guess-Zq9-near-miss";
+    const queries = [
+      `secret=${encodeURIComponent(SECRET)}`,
+      `secret=${encodeURIComponent(encodeURIComponent(SECRET))}`,
+      `secret=${percentAll(SECRET)}`,
+      `%73ecret=${percentAll(SECRET)}`,
+      `page=1&SECRET=${percentAll(PREVIOUS)}&secret=${percentAll(SECRET)}`,
+      `secret=${GUESS}`,
+      `secret=${percentAll(GUESS)}`,
+    ];
+    const served: number[] = [];
+    for (const q of queries) served.push((await fetch(`${gw.url}${BASE}/status?${q}`)).status);
+    assert.deepEqual(served, [200, 200, 200, 200, 200, 403, 403]);
+    await fetch(`${gw.url}${BASE}/status`, { headers: { Authorization: `Bearer ${SECRET}` } });
+    await upgrade(gw.url, `secret=${percentAll(SECRET)}`);
+    await waitUntil(
+      () => gw.logs.filter((l) => l.event === "http_request").length >= queries.length + 1,
+      5000,
+      "a request log line per request",
+    );
+    const requestLines = gw.logs.filter((l) => l.event === "http_request");
+    const withQuery = requestLines.filter((l) => String(l.url).includes("?"));
+    assert.ok(withQuery.length >= queries.length);
+    assert.ok(withQuery.every((l) => String(l.url).includes("[REDACTED]")));
+    for (const needle of [
+      SECRET,
+      PREVIOUS,
+      GUESS,
+      percentAll(SECRET),
+      percentAll(PREVIOUS),
+      percentAll(GUESS),
+    ]) {
+      for (const spelling of [
+        needle,
+        encodeURIComponent(needle),
+        encodeURIComponent(encodeURIComponent(needle)),
+      ]) {
+        assert.ok(!gw.output.includes(spelling), `log output holds ${spelling}`);
+      }
+    }
+  });
+});
