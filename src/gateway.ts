@@ -1,5 +1,6 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createBroker, type Broker } from "./broker/index.js";
 import type { Config } from "./config/load.js";
 import type { Logger } from "./log.js";
 import { MattermostClient } from "./mattermost/client.js";
@@ -15,6 +16,7 @@ import { compatApi } from "./http/compat.js";
 import { healthApi } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
+import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
 import { GatewayMetrics, composeTelemetry, logTelemetry, metricsApi } from "./metrics/index.js";
 import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
@@ -28,6 +30,8 @@ export class Gateway {
   readonly client: MattermostClient;
   readonly sync: PresenceSync;
   readonly hub: WsHub;
+  /** API v2: /api/v2/presence, /api/v2/stream (resumable), /api/v2/openapi.json. */
+  readonly v2: V2Api;
   readonly server: Server;
   /** Prometheus metrics (GET /metrics); the core reports to them through `telemetry`. */
   readonly metrics = new GatewayMetrics();
@@ -37,6 +41,8 @@ export class Gateway {
   private readonly events: MattermostEvents;
   /** Set when the secret comes from the old plugin's settings in Mattermost. */
   readonly pluginSettings: PluginSettingsFollower | undefined;
+  /** Shares the snapshot between replicas; only its leader talks to Mattermost. */
+  readonly broker: Broker;
 
   constructor(
     private config: Config,
@@ -47,6 +53,7 @@ export class Gateway {
   ) {
     const telemetry = composeTelemetry(this.metrics, logTelemetry(log), extraTelemetry);
     this.telemetry = telemetry;
+    this.broker = createBroker(config, log);
     this.client = new MattermostClient({
       url: config.mattermostUrl,
       token: config.mattermostToken,
@@ -62,6 +69,7 @@ export class Gateway {
       concurrency: config.pollConcurrency,
       backoffMaxMs: config.backoffMaxMs,
       hintRequestsPerSecond: config.hintsPerSecond,
+      mayPoll: () => this.broker.isLeader,
       telemetry,
     });
     this.events = new MattermostEvents({
@@ -108,7 +116,19 @@ export class Gateway {
       health: () => this.sync.health,
       ready: () => this.notReadyReason() === undefined,
       lastSeq: () => this.snapshot.lastSeq,
-      leader: () => true, // one instance polls; with Redis, the lease holder
+      leader: () => this.broker.isLeader,
+    });
+    this.v2 = presenceApiV2({
+      snapshot: this.snapshot,
+      log,
+      secrets: () => this.secrets(),
+      notReadyReason: () => this.notReadyReason(),
+      retainedChanges: config.v2RetainedChanges,
+      maxBufferBytes: config.wsMaxBufferBytes,
+      pingIntervalMs: config.wsPingIntervalMs,
+      otherSockets: () => this.hub.size,
+      maxConnections: config.maxConnections,
+      telemetry,
     });
     this.server = createHttpServer(log, telemetry, [
       compatApi({
@@ -118,7 +138,7 @@ export class Gateway {
         secrets: () => this.secrets(),
         pageSize: () => this.pageSize(),
         notReadyReason: () => this.notReadyReason(),
-        hintUser: (id) => this.sync.hintUser(id),
+        hintUser: (id) => (this.broker.isLeader ? this.sync.hintUser(id) : this.broker.forwardHint(id)),
         hintsPerAddress: config.hintsPerAddress,
         maxConnections: config.maxConnections,
         authFailureBurst: config.authFailureBurst,
@@ -131,6 +151,7 @@ export class Gateway {
       }),
       metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
       this.admin,
+      this.v2,
     ]);
     this.snapshot.onChanges((changes) => {
       for (const c of changes) {
@@ -162,10 +183,22 @@ export class Gateway {
       return `the secret has not been read from Mattermost yet${err ? `: ${err}` : ""}`;
     }
     if (!this.snapshot.ready) {
+      if (!this.broker.isLeader) return "waiting for the leader's snapshot in Redis";
       const err = this.sync.health.lastError;
       return `first snapshot not loaded yet${err ? `: ${err}` : ""}`;
     }
     return undefined;
+  }
+
+  /** The leader polls Mattermost and listens to its events; a follower only serves. */
+  private onLeadership(leader: boolean): void {
+    if (leader) {
+      this.sync.start();
+      this.events.start();
+    } else {
+      this.events.stop();
+      void this.sync.stop();
+    }
   }
 
   /**
@@ -195,8 +228,9 @@ export class Gateway {
       });
     });
     this.hub.start();
-    this.sync.start();
-    this.events.start();
+    this.v2.stream.start();
+    this.broker.onHint((id) => this.sync.hintUser(id));
+    await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
     this.pluginSettings?.start();
     const addr = this.server.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
@@ -230,14 +264,16 @@ export class Gateway {
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.events.stop();
     this.pluginSettings?.stop();
-    const syncStopped = this.sync.stop();
+    const syncStopped = this.sync.stop().then(() => this.broker.stop());
     this.hub.close();
+    this.v2.stream.close();
     this.admin.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.all([closed, syncStopped]), timeout]);
     this.hub.terminateAll();
+    this.v2.stream.terminateAll();
     this.server.closeAllConnections();
   }
 }

@@ -28,6 +28,8 @@ export interface Config {
   directoryRefreshMs: number;
   keepaliveMs: number;
   replayWindowMs: number;
+  /** Changes kept for API v2 clients resuming with since. */
+  v2RetainedChanges: number;
   pollConcurrency: number;
   requestTimeoutMs: number;
   backoffMaxMs: number;
@@ -41,6 +43,9 @@ export interface Config {
   port: number;
   logLevel: LogLevel;
   redisUrl: string | undefined;
+  broker: "memory" | "redis";
+  leaderTtlMs: number;
+  redisPrefix: string;
   /** Where each secret came from, so it can be re-read (SIGHUP) and reported (doctor). */
   secretFiles: Partial<Record<SettingEnv, string>>;
 }
@@ -74,6 +79,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_DIRECTORY_REFRESH_MS: "directoryRefreshMs",
   PRESENCE_KEEPALIVE_MS: "keepaliveMs",
   PRESENCE_REPLAY_WINDOW_MS: "replayWindowMs",
+  PRESENCE_V2_RETAINED_CHANGES: "v2RetainedChanges",
   PRESENCE_POLL_CONCURRENCY: "pollConcurrency",
   PRESENCE_REQUEST_TIMEOUT_MS: "requestTimeoutMs",
   PRESENCE_BACKOFF_MAX_MS: "backoffMaxMs",
@@ -87,6 +93,9 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PORT: "port",
   LOG_LEVEL: "logLevel",
   REDIS_URL: "redisUrl",
+  PRESENCE_BROKER: "broker",
+  PRESENCE_LEADER_TTL_MS: "leaderTtlMs",
+  PRESENCE_REDIS_PREFIX: "redisPrefix",
 };
 
 function describe(spec: SettingSpec): string {
@@ -110,11 +119,10 @@ function valueSchema(spec: SettingSpec): z.ZodType<string | number> {
       return z.string().refine(
         (v) => {
           try {
-            const u = new URL(v);
-            return (
-              ["http:", "https:", "redis:", "rediss:"].includes(u.protocol) &&
-              (spec.env !== "MATTERMOST_URL" || u.protocol.startsWith("http"))
-            );
+            const protocol = new URL(v).protocol;
+            return spec.env === "REDIS_URL"
+              ? protocol === "redis:" || protocol === "rediss:"
+              : protocol === "http:" || protocol === "https:";
           } catch {
             return false;
           }
@@ -242,11 +250,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     out[FIELD[spec.env as SettingEnv]] = parsed.data;
   }
 
-  if (out.redisUrl !== undefined) {
+  if (out.broker === "auto") out.broker = out.redisUrl === undefined ? "memory" : "redis";
+  if (out.broker === "redis" && out.redisUrl === undefined) {
     problems.push(
-      "REDIS_URL (--redis-url): the Redis broker is not available in this version; unset it to run one instance with all state in memory",
+      "REDIS_URL (--redis-url): required with PRESENCE_BROKER=redis, e.g. redis://127.0.0.1:6379",
     );
   }
+
   if (out.secret !== undefined && out.secret === out.secretPrevious) {
     problems.push("PRESENCE_SECRET_PREVIOUS: is the same as PRESENCE_SECRET; unset it or set the old secret");
   }

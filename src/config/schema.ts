@@ -123,6 +123,14 @@ export const SETTINGS = [
     help: "on connect, replay the latest status of users changed within this window",
   },
   {
+    env: "PRESENCE_V2_RETAINED_CHANGES",
+    kind: "int",
+    default: "10000",
+    min: 1,
+    max: 10_000_000,
+    help: "changes kept for /api/v2/stream clients resuming with since (older: they get a snapshot)",
+  },
+  {
     env: "PRESENCE_POLL_CONCURRENCY",
     kind: "int",
     default: "4",
@@ -207,7 +215,28 @@ export const SETTINGS = [
   {
     env: "REDIS_URL",
     kind: "url",
-    help: "Redis for several replicas (not supported yet: leave unset for one instance, all in memory)",
+    help: "Redis shared by several replicas (unset: one instance, all state in memory)",
+  },
+  {
+    env: "PRESENCE_BROKER",
+    kind: "enum",
+    default: "auto",
+    values: ["auto", "memory", "redis"],
+    help: "how replicas share state: memory (one instance) or redis (auto: redis when REDIS_URL is set)",
+  },
+  {
+    env: "PRESENCE_LEADER_TTL_MS",
+    kind: "int",
+    default: "10000",
+    min: 1000,
+    max: 600_000,
+    help: "lease of the replica that polls Mattermost; another takes over this long after it dies",
+  },
+  {
+    env: "PRESENCE_REDIS_PREFIX",
+    kind: "string",
+    default: "outlook-presence",
+    help: "prefix of every Redis key, so deployments can share one Redis",
   },
 ] as const satisfies readonly SettingSpec[];
 

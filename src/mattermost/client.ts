@@ -16,6 +16,10 @@ export interface DirectoryUser {
 export interface RawStatus {
   userId: string;
   status: string;
+  /** Set by the user rather than by activity (false when Mattermost leaves it out). */
+  manual: boolean;
+  /** ms since epoch; 0 when Mattermost leaves it out. */
+  lastActivityAt: number;
 }
 
 export interface UpstreamOptions {
@@ -96,7 +100,13 @@ export class MattermostClient {
       if (typeof r !== "object" || r === null || !isMattermostId(r.user_id) || typeof r.status !== "string") {
         throw this.malformed("status/ids", "a status without a valid user_id or status");
       }
-      out.push({ userId: r.user_id, status: r.status });
+      const last = r.last_activity_at;
+      out.push({
+        userId: r.user_id,
+        status: r.status,
+        manual: r.manual === true,
+        lastActivityAt: typeof last === "number" && Number.isFinite(last) && last > 0 ? last : 0,
+      });
     }
     return out;
   }

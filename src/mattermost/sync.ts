@@ -8,6 +8,7 @@ import {
   MAX_USERS_PER_PAGE,
   type DirectoryUser,
   type MattermostClient,
+  type RawStatus,
 } from "./client.js";
 import { UpstreamError } from "./errors.js";
 
@@ -21,6 +22,8 @@ export interface SyncOptions {
   backoffMaxMs: number;
   /** Upstream budget for hint re-reads (each reads up to 200 users). */
   hintRequestsPerSecond?: number;
+  /** Asked before each cycle: false skips it (a replica whose lease may have lapsed must not poll). */
+  mayPoll?: () => boolean;
   random?: () => number;
   telemetry?: Telemetry;
 }
@@ -172,6 +175,7 @@ export class PresenceSync {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(async () => {
+      if (this.opts.mayPoll && !this.opts.mayPoll()) return this.schedule(this.opts.pollIntervalMs);
       const started = Date.now();
       const ok = await this.runOnce();
       if (this.stopped) return;
@@ -239,8 +243,8 @@ export class PresenceSync {
   }
 
   /** Statuses of `ids`, 200 a request, `concurrency` requests in flight. */
-  private async readStatuses(ids: readonly string[]): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
+  private async readStatuses(ids: readonly string[]): Promise<Map<string, RawStatus>> {
+    const out = new Map<string, RawStatus>();
     const chunks = chunk(ids, MAX_IDS_PER_STATUS_REQUEST);
     this.health.statusRequestsLastCycle = chunks.length;
     await mapLimit(chunks, this.opts.concurrency, async (part) => {
@@ -252,7 +256,7 @@ export class PresenceSync {
             "Mattermost sent a status this gateway does not know; showing it as away",
           );
         }
-        out.set(s.userId, s.status);
+        out.set(s.userId, s);
       }
     });
     return out;
@@ -268,7 +272,7 @@ export class PresenceSync {
     this.lastHintRequestAt = Date.now();
     try {
       const statuses = await this.opts.client.getStatuses(ids);
-      this.opts.snapshot.applyStatuses(new Map(statuses.map((s) => [s.userId, s.status])), false);
+      this.opts.snapshot.applyStatuses(new Map(statuses.map((s) => [s.userId, s])), false);
     } catch (err) {
       this.opts.log.debug(
         { event: "hint_read_failed", err: (err as Error).message },

@@ -9,6 +9,17 @@ export interface PresenceUser {
   readonly isBot: boolean;
   /** undefined until Mattermost has answered for this user once. */
   status: ProviderStatus | undefined;
+  /** Set by the user (dnd, ooo) rather than by activity; unset until known. For API v2 only. */
+  manual?: boolean;
+  /** Mattermost's last_activity_at (ms since epoch); unset until known. For API v2 only. */
+  lastActivityAt?: number;
+}
+
+/** A status read from Mattermost with the details API v2 shows (they never make a Change). */
+export interface StatusDetail {
+  readonly status: string;
+  readonly manual?: boolean;
+  readonly lastActivityAt?: number;
 }
 
 /** A status a provider must learn, numbered in the order it happened. */
@@ -21,7 +32,29 @@ export interface Change {
   readonly at: number;
 }
 
-export type ChangeListener = (changes: readonly Change[]) => void;
+/** What else a listener may need to know about a batch. */
+export interface ChangeMeta {
+  /** The directory changed (users, emails or order), even if no status did. */
+  readonly directoryChanged: boolean;
+  /** The batch is a difference computed after a gap (a replica reloaded), not a replay. */
+  readonly resync: boolean;
+}
+
+export type ChangeListener = (changes: readonly Change[], meta: ChangeMeta) => void;
+
+/** The whole snapshot as plain data, for replicas (see src/broker). */
+export interface SnapshotState {
+  readonly seq: number;
+  readonly users: readonly {
+    id: string;
+    username: string;
+    email: string;
+    isBot: boolean;
+    status: ProviderStatus | null;
+  }[];
+}
+
+const PLAIN: ChangeMeta = { directoryChanged: false, resync: false };
 
 /**
  * The presence snapshot: active users in Mattermost's order with their email and status.
@@ -44,6 +77,8 @@ export class PresenceSnapshot {
   private layoutVersion = 0;
   private dirtyVisible = new Set<number>();
   private keepaliveCursor = 0;
+  /** Bumped when the layout or a detail changes (see `version`). */
+  private stateVersion = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -58,6 +93,15 @@ export class PresenceSnapshot {
 
   get size(): number {
     return this.users.length;
+  }
+
+  /**
+   * Grows whenever anything visible changes, including `manual` and `lastActivityAt` (which
+   * never make a Change): readers cache what they build from the snapshot under it.
+   */
+  get version(): number {
+    // seq counts status changes however they arrive; stateVersion the rest. Both only grow.
+    return this.stateVersion + this.seq;
   }
 
   /** Ids of every active user, in order: what the poller asks statuses for. */
@@ -118,6 +162,8 @@ export class PresenceSnapshot {
         email: d.email,
         isBot: d.isBot,
         status: old?.status,
+        manual: old?.manual,
+        lastActivityAt: old?.lastActivityAt,
       };
       if (old && old.email !== d.email) {
         if (old.email && old.status !== undefined)
@@ -137,16 +183,19 @@ export class PresenceSnapshot {
       this.byId = new Map(nextUsers.map((u) => [u.id, u]));
       this.rebuildVisible();
     }
-    if (wasReady) this.emit(changes);
+    if (wasReady && (changes.length > 0 || layoutChanged)) {
+      this.emit(changes, { directoryChanged: layoutChanged, resync: false });
+    }
     return changes;
   }
 
   /**
    * Applies statuses read from Mattermost. Users not in the directory are ignored (a status can
    * only be published for a known active user); users missing from the answer keep theirs.
-   * `complete` marks a read of every user, which makes the snapshot ready.
+   * `complete` marks a read of every user, which makes the snapshot ready. A detail (`manual`,
+   * `lastActivityAt`) that changes alone is stored but is not a Change: providers never see it.
    */
-  applyStatuses(statuses: ReadonlyMap<string, string>, complete: boolean): Change[] {
+  applyStatuses(statuses: ReadonlyMap<string, string | StatusDetail>, complete: boolean): Change[] {
     const wasReady = this.ready;
     const changes: Change[] = [];
     const at = this.now();
@@ -154,7 +203,19 @@ export class PresenceSnapshot {
     for (const [id, raw] of statuses) {
       const user = this.byId.get(id);
       if (!user) continue;
-      const status = toProviderStatus(raw);
+      let status: ProviderStatus;
+      if (typeof raw === "string") {
+        status = toProviderStatus(raw);
+      } else {
+        status = toProviderStatus(raw.status);
+        const manual = raw.manual ?? user.manual;
+        const lastActivityAt = raw.lastActivityAt ?? user.lastActivityAt;
+        if (manual !== user.manual || lastActivityAt !== user.lastActivityAt) {
+          user.manual = manual;
+          user.lastActivityAt = lastActivityAt;
+          this.stateVersion++;
+        }
+      }
       if (user.status === status) continue;
       const wasVisible = user.status !== undefined && user.email !== "";
       user.status = status;
@@ -165,7 +226,83 @@ export class PresenceSnapshot {
     }
     if (complete) this.statusesLoaded = true;
     if (membershipChanged) this.rebuildVisible();
-    if (wasReady) this.emit(changes);
+    if (wasReady && changes.length > 0) this.emit(changes, PLAIN);
+    return changes;
+  }
+
+  /** Everything a replica needs to rebuild this snapshot. */
+  exportState(): SnapshotState {
+    return {
+      seq: this.seq,
+      users: this.users.map((u) => ({
+        id: u.id,
+        username: u.username,
+        email: u.email,
+        isBot: u.isBot,
+        status: u.status ?? null,
+      })),
+    };
+  }
+
+  /**
+   * Replays a batch another replica produced, keeping its sequence numbers. False (and nothing
+   * applied) when this snapshot is not exactly where the batch starts: the caller must reload.
+   */
+  applyReplicated(changes: readonly Change[]): boolean {
+    if (changes.length === 0) return true;
+    if (!this.ready || changes[0]!.seq !== this.seq + 1) return false;
+    for (const c of changes) {
+      const u = this.byId.get(c.userId);
+      if (!u || u.email !== c.email) return false;
+    }
+    let membershipChanged = false;
+    for (const c of changes) {
+      const u = this.byId.get(c.userId)!;
+      if (u.status === undefined) membershipChanged = true;
+      else this.dirtyVisible.add(this.visibleIndex.get(u.id)!);
+      u.status = c.status;
+      this.seq = c.seq;
+    }
+    if (membershipChanged) this.rebuildVisible();
+    this.emit(changes, PLAIN);
+    return true;
+  }
+
+  /**
+   * Replaces everything with another replica's state. Providers get the difference (offline for
+   * addresses that left, the status of every address that changed or arrived), numbered so that
+   * the last one carries the state's sequence number.
+   */
+  replaceState(state: SnapshotState): Change[] {
+    const wasReady = this.ready;
+    const before = new Map(this.visibleList.map((u) => [u.email, { id: u.id, status: u.status! }]));
+    this.users = state.users.map((u) => ({ ...u, status: u.status ?? undefined }));
+    this.byId = new Map(this.users.map((u) => [u.id, u]));
+    this.rebuildVisible();
+    this.directoryLoaded = true;
+    this.statusesLoaded = true;
+    const at = this.now();
+    const diff: { userId: string; email: string; status: ProviderStatus }[] = [];
+    const after = new Set<string>();
+    for (const u of this.visibleList) {
+      after.add(u.email);
+      if (before.get(u.email)?.status !== u.status)
+        diff.push({ userId: u.id, email: u.email, status: u.status! });
+    }
+    for (const [email, old] of before) {
+      if (!after.has(email)) diff.push({ userId: old.id, email, status: "offline" });
+    }
+    // Number the difference to end at the state's seq, never reusing one we already emitted.
+    let next = Math.max(this.seq + 1, state.seq - diff.length + 1);
+    const changes: Change[] = diff.map((d) => ({
+      seq: next++,
+      userId: d.userId,
+      email: d.email,
+      status: d.status,
+      at,
+    }));
+    this.seq = Math.max(this.seq, state.seq, next - 1);
+    if (wasReady) this.emit(changes, { directoryChanged: true, resync: true });
     return changes;
   }
 
@@ -194,11 +331,11 @@ export class PresenceSnapshot {
     this.visibleList = this.users.filter((u) => u.email !== "" && u.status !== undefined);
     this.visibleIndex = new Map(this.visibleList.map((u, i) => [u.id, i]));
     this.layoutVersion++;
+    this.stateVersion++;
     this.dirtyVisible.clear();
   }
 
-  private emit(changes: readonly Change[]): void {
-    if (changes.length === 0) return;
-    for (const fn of this.listeners) fn(changes);
+  private emit(changes: readonly Change[], meta: ChangeMeta): void {
+    for (const fn of this.listeners) fn(changes, meta);
   }
 }

@@ -129,9 +129,23 @@ test("unknown PRESENCE_* variables are warned about, with a suggestion", () => {
   assert.doesNotMatch(warnings[1]!, /did you mean/);
 });
 
-test("REDIS_URL is refused clearly until the Redis broker exists", () => {
-  const p = problems([], { ...BASE, REDIS_URL: "redis://127.0.0.1:6379" });
-  assert.match(p[0]!, /^REDIS_URL .*not available/);
+test("the broker: memory by default, redis with REDIS_URL; bad names and a missing URL are errors", () => {
+  assert.equal(loadConfig([], BASE).config.broker, "memory");
+  const redis = loadConfig([], { ...BASE, REDIS_URL: "redis://127.0.0.1:6379" }).config;
+  assert.equal(redis.broker, "redis");
+  assert.equal(redis.leaderTtlMs, 10000);
+  assert.match(
+    problems([], { ...BASE, PRESENCE_BROKER: "redis" })[0]!,
+    /^REDIS_URL .*required with PRESENCE_BROKER=redis/,
+  );
+  assert.match(
+    problems([], { ...BASE, PRESENCE_BROKER: "kafka" })[0]!,
+    /^PRESENCE_BROKER .*one of auto, memory, redis/,
+  );
+  assert.match(
+    problems([], { ...BASE, REDIS_URL: "http://127.0.0.1:6379" })[0]!,
+    /^REDIS_URL .*redis:\/\/127/,
+  );
 });
 
 test("the README's settings table lists every setting with its flag and default", async () => {

@@ -1,0 +1,351 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import type { Logger } from "../log.js";
+import type { Change, ChangeMeta, PresenceSnapshot, SnapshotState } from "../presence/snapshot.js";
+import type { ProviderStatus } from "../presence/status.js";
+import { BrokerError, type Broker } from "./types.js";
+
+export interface RedisBrokerOptions {
+  url: string;
+  /** Key prefix, so several deployments (or tests) can share one Redis. */
+  prefix: string;
+  leaderTtlMs: number;
+  log: Logger;
+  /** Stream entries kept (each is one poll cycle's batch). */
+  maxEntries?: number;
+  /** The leader rewrites the full state at least this often, so a reload needs few entries. */
+  stateEveryMs?: number;
+}
+
+/** One stream entry: a batch, and whether the directory changed (then the state was rewritten first). */
+interface Entry {
+  dir: boolean;
+  changes: [seq: number, userId: string, email: string, status: ProviderStatus, at: number][];
+}
+
+// Fenced writes: done only while the lease still names this replica, atomically.
+const FENCED_XADD = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('NOTLEADER') end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[3], 'd', ARGV[4])`;
+const FENCED_SET = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('NOTLEADER') end
+return redis.call('SET', KEYS[2], ARGV[2])`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+/** The leader's snapshot as stored: `id` is the last stream entry whose effect it includes. */
+interface StoredState extends SnapshotState {
+  id: string;
+}
+
+/**
+ * Several replicas over one Redis (see Broker for the guarantees):
+ * - `<prefix>:leader`: the lease, SET NX PX, renewed every ttl/3 by its holder.
+ * - `<prefix>:state`: the leader's full snapshot (JSON) with the id of the last entry it
+ *   includes; rewritten before every directory entry and every stateEveryMs.
+ * - `<prefix>:changes`: a capped stream of change batches, entry id `<last seq>-<n>` chosen by
+ *   the leader, so a follower reads exactly the entries after the state it loaded.
+ * - `<prefix>:hints`: pub/sub channel for /status/publish hints from followers to the leader.
+ * Three connections: commands, the blocking stream reader, and the hint subscriber.
+ */
+export class RedisBroker implements Broker {
+  readonly kind = "redis";
+  private leading = false;
+  /** When our lease surely ends if we cannot renew it (a paused process must not keep polling). */
+  private leaseValidUntil = 0;
+  private readonly id = randomUUID();
+  private readonly keys: { leader: string; state: string; changes: string; hints: string };
+  private cmd!: Redis;
+  private reader!: Redis;
+  private sub!: Redis;
+  private snapshot!: PresenceSnapshot;
+  private onLeadership: (leader: boolean) => void = () => undefined;
+  private hintListener: (userId: string) => void = () => undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private following = false;
+  /** Last stream id this replica has (applied, or published as leader). */
+  private lastId = "0-0";
+  private publishing: Promise<void> = Promise.resolve();
+  private lastStateAt = 0;
+  private needState = true;
+  private unsubscribe: (() => void) | undefined;
+  private lastError: string | undefined;
+
+  constructor(private readonly opts: RedisBrokerOptions) {
+    const p = opts.prefix;
+    this.keys = { leader: `${p}:leader`, state: `${p}:state`, changes: `${p}:changes`, hints: `${p}:hints` };
+  }
+
+  get isLeader(): boolean {
+    return this.leading && Date.now() < this.leaseValidUntil;
+  }
+
+  async start(snapshot: PresenceSnapshot, onLeadership: (leader: boolean) => void): Promise<void> {
+    this.snapshot = snapshot;
+    this.onLeadership = onLeadership;
+    const conn = (name: string) =>
+      new Redis(this.opts.url, {
+        lazyConnect: true,
+        connectionName: `outlook-presence-${name}`,
+        maxRetriesPerRequest: 1, // fail fast while Redis is away; the loops retry
+        retryStrategy: (n) => Math.min(100 * n, 2000),
+      });
+    this.cmd = conn("cmd");
+    this.reader = conn("reader");
+    this.sub = conn("sub");
+    for (const c of [this.cmd, this.reader, this.sub]) c.on("error", (err: Error) => this.noteError(err));
+    try {
+      await Promise.all([this.cmd.connect(), this.reader.connect(), this.sub.connect()]);
+    } catch (err) {
+      this.disconnect();
+      throw new BrokerError(
+        `cannot reach Redis at REDIS_URL (${(err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
+      );
+    }
+    await this.sub.subscribe(this.keys.hints);
+    this.sub.on("message", (_channel: string, userId: string) => {
+      if (this.isLeader) this.hintListener(userId);
+    });
+    this.cmd.on("ready", () => {
+      // Redis came back (maybe empty, it keeps nothing on disk here): republish our state.
+      this.needState = true;
+    });
+    this.unsubscribe = snapshot.onChanges((changes, meta) => {
+      if (this.leading) this.publish(changes, meta);
+    });
+    await this.leaseRound();
+    this.scheduleLease();
+    if (!this.isLeader) this.follow();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.leaseTimer);
+    this.unsubscribe?.();
+    this.following = false;
+    if (this.leading) {
+      await this.publishing;
+      // Hand over now rather than after the TTL.
+      await this.cmd.eval(RELEASE, 1, this.keys.leader, this.id).catch(() => undefined);
+      this.leading = false;
+    }
+    this.disconnect();
+  }
+
+  forwardHint(userId: string): boolean {
+    if (this.cmd.status !== "ready") return false;
+    this.cmd.publish(this.keys.hints, userId).catch(() => undefined);
+    return true;
+  }
+
+  onHint(fn: (userId: string) => void): void {
+    this.hintListener = fn;
+  }
+
+  private disconnect(): void {
+    for (const c of [this.cmd, this.reader, this.sub]) c?.disconnect();
+  }
+
+  private noteError(err: Error): void {
+    if (err.message === this.lastError) return;
+    this.lastError = err.message;
+    this.opts.log.warn({ event: "redis_error", err: err.message }, "Redis connection problem; retrying");
+  }
+
+  private scheduleLease(): void {
+    if (this.stopped) return;
+    this.leaseTimer = setTimeout(async () => {
+      await this.leaseRound();
+      this.scheduleLease();
+    }, this.opts.leaderTtlMs / 3);
+  }
+
+  /** Leader: renew or step down. Follower: take the lease if it is free. */
+  private async leaseRound(): Promise<void> {
+    const ttl = String(this.opts.leaderTtlMs);
+    try {
+      const asked = Date.now();
+      if (this.leading) {
+        const renewed = await this.cmd.eval(RENEW, 1, this.keys.leader, this.id, ttl);
+        if (renewed !== 1 || !this.isLeader) return this.stepDown("lease lost");
+        this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+        if (this.needState) this.writeState();
+        return;
+      }
+      const took = await this.cmd.set(this.keys.leader, this.id, "PX", this.opts.leaderTtlMs, "NX");
+      if (took === "OK") {
+        this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+        await this.promote();
+      }
+    } catch (err) {
+      this.noteError(err as Error);
+      if (this.leading) this.stepDown("Redis unreachable");
+    }
+  }
+
+  private async promote(): Promise<void> {
+    this.following = false;
+    // Take over from exactly where the previous leader stopped.
+    await this.catchUp();
+    this.leading = true;
+    this.needState = true;
+    this.writeState();
+    this.opts.log.info(
+      { event: "leader_acquired", seq: this.snapshot.lastSeq },
+      "this replica now polls Mattermost",
+    );
+    this.onLeadership(true);
+  }
+
+  private stepDown(reason: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.opts.log.warn({ event: "leader_lost", reason }, "this replica stops polling and follows");
+    this.onLeadership(false);
+    this.follow();
+  }
+
+  // ---- leader side ----
+
+  private publish(changes: readonly Change[], meta: ChangeMeta): void {
+    const dir = meta.directoryChanged || meta.resync;
+    const seq = this.snapshot.lastSeq;
+    // Ids grow with seq; a batch without changes (directory only) gets the next one of the same seq.
+    const [lastMs, lastPart] = this.lastId.split("-").map(BigInt) as [bigint, bigint];
+    const id = BigInt(seq) > lastMs ? `${seq}-0` : `${lastMs}-${lastPart + 1n}`;
+    const entry: Entry = { dir, changes: changes.map((c) => [c.seq, c.userId, c.email, c.status, c.at]) };
+    const stale = Date.now() - this.lastStateAt > (this.opts.stateEveryMs ?? 10_000);
+    // A directory entry needs the state written first: followers load it when they read the entry.
+    const state = dir || stale || this.needState ? this.snapshot.exportState() : undefined;
+    if (changes.length === 0 && !dir) return;
+    this.lastId = id;
+    this.publishing = this.publishing.then(async () => {
+      try {
+        if (state) await this.fencedSetState({ ...state, id });
+        await this.cmd.eval(
+          FENCED_XADD,
+          2,
+          this.keys.leader,
+          this.keys.changes,
+          this.id,
+          String(this.opts.maxEntries ?? 10_000),
+          id,
+          JSON.stringify(entry),
+        );
+      } catch (err) {
+        this.needState = true; // followers will see a gap and reload: make sure the state is current
+        const msg = (err as Error).message;
+        if (msg.includes("NOTLEADER")) this.stepDown("another replica holds the lease");
+        else if (msg.includes("equal or smaller")) this.stepDown("the stream is ahead of this replica");
+        else this.noteError(err as Error);
+      }
+    });
+  }
+
+  private writeState(): void {
+    const state = { ...this.snapshot.exportState(), id: this.lastId };
+    this.publishing = this.publishing.then(() =>
+      this.fencedSetState(state).catch((err: Error) => this.noteError(err)),
+    );
+  }
+
+  private async fencedSetState(state: StoredState): Promise<void> {
+    if (!this.snapshot.ready) return; // nothing worth sharing yet
+    await this.cmd.eval(FENCED_SET, 2, this.keys.leader, this.keys.state, this.id, JSON.stringify(state));
+    this.lastStateAt = Date.now();
+    this.needState = false;
+  }
+
+  // ---- follower side ----
+
+  private follow(): void {
+    if (this.following || this.stopped) return;
+    this.following = true;
+    void this.followLoop();
+  }
+
+  private async followLoop(): Promise<void> {
+    let reload = true;
+    let failures = 0;
+    while (this.following && !this.stopped) {
+      try {
+        if (reload) reload = !(await this.reload());
+        if (reload) {
+          await sleep(Math.min(1000, 100 * ++failures)); // no state in Redis yet: wait for a leader
+          continue;
+        }
+        const res = (await this.reader.xread("BLOCK", 2000, "STREAMS", this.keys.changes, this.lastId)) as
+          [string, [string, string[]][]][] | null;
+        failures = 0;
+        for (const [id, fields] of res?.[0]?.[1] ?? []) {
+          if (!this.following) break;
+          if (!this.applyEntry(id, fields)) {
+            reload = true;
+            break;
+          }
+        }
+      } catch (err) {
+        if (!this.following || this.stopped) break;
+        this.noteError(err as Error);
+        reload = true; // whatever we missed, the state has it
+        await sleep(Math.min(2000, 100 * ++failures));
+      }
+    }
+  }
+
+  /** Applies one stream entry; false when the snapshot must be reloaded instead. */
+  private applyEntry(id: string, fields: string[]): boolean {
+    if (compareIds(id, this.lastId) <= 0) return true; // included in the state we loaded
+    const entry = JSON.parse(fields[1] ?? "{}") as Entry;
+    if (entry.dir) return false; // the leader rewrote the state just before this entry: load it
+    const changes: Change[] = entry.changes
+      .map(([seq, userId, email, status, at]) => ({ seq, userId, email, status, at }))
+      .filter((c) => c.seq > this.snapshot.lastSeq);
+    if (!this.snapshot.applyReplicated(changes)) return false;
+    this.lastId = id;
+    return true;
+  }
+
+  /** Loads the leader's state and the entries after it; false when there is none yet. */
+  private async reload(): Promise<boolean> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const raw = await this.cmd.get(this.keys.state);
+      if (!raw) return false;
+      const state = JSON.parse(raw) as StoredState;
+      const changes = this.snapshot.replaceState(state);
+      this.lastId = state.id;
+      this.opts.log.info(
+        { event: "replica_reloaded", seq: state.seq, users: state.users.length, differences: changes.length },
+        "loaded the leader's snapshot from Redis",
+      );
+      const rest = await this.cmd.xrange(this.keys.changes, `(${state.id}`, "+");
+      if (rest.every(([id, fields]) => this.applyEntry(id, fields))) return true;
+      // A directory entry newer than the state we read: the leader has rewritten it since.
+    }
+    return false;
+  }
+
+  private async catchUp(): Promise<void> {
+    try {
+      if (!this.snapshot.ready) {
+        await this.reload();
+        return;
+      }
+      const rest = await this.cmd.xrange(this.keys.changes, `(${this.lastId}`, "+");
+      if (!rest.every(([id, fields]) => this.applyEntry(id, fields))) await this.reload();
+    } catch (err) {
+      this.noteError(err as Error);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split("-").map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split("-").map(BigInt) as [bigint, bigint];
+  return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
+}

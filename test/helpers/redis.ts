@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { Redis } from "ioredis";
+
+/** The machine's Redis (CI starts it when it is not running). */
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** A key prefix no other test or run shares. */
+export function uniquePrefix(name: string): string {
+  return `op-test:${name}:${process.pid}:${Date.now()}`;
+}
+
+/** Deletes every key under a prefix (tests clean up after themselves). */
+export async function dropPrefix(url: string, prefix: string): Promise<void> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    const keys = await r.keys(`${prefix}:*`);
+    if (keys.length > 0) await r.del(...keys);
+  } catch {
+    // Redis gone (a test stopped it): nothing to clean.
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  const port = (srv.address() as { port: number }).port;
+  srv.close();
+  await once(srv, "close");
+  return port;
+}
+
+/** A private redis-server this test can kill and restart, keeping nothing on disk. */
+export class PrivateRedis {
+  child: ChildProcess | undefined;
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<PrivateRedis> {
+    const r = new PrivateRedis(await freePort());
+    await r.restart();
+    return r;
+  }
+
+  async restart(): Promise<void> {
+    this.child = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    this.child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    const end = Date.now() + 5000;
+    while (!out.includes("Ready to accept connections")) {
+      if (this.child.exitCode !== null || Date.now() > end)
+        throw new Error(`redis-server did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = once(c, "exit");
+    c.kill("SIGKILL");
+    await exited;
+  }
+}

@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
+import { GatewayProcess, type LogLine } from "../helpers/gateway-process.js";
+import { FakeProvider } from "../helpers/provider.js";
+import { PrivateRedis, REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis.js";
+
+const TOKEN = `tok-${process.pid}-replicas`;
+const SECRET = `sec-${process.pid}-replicas`;
+const POLL_MS = 500;
+const TTL_MS = 2000;
+
+async function waitFor(
+  pred: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const ready = async (gw: GatewayProcess) =>
+  (await fetch(`${gw.url}/readyz`).catch(() => undefined))?.status === 200;
+const isLeader = (gw: GatewayProcess): boolean => {
+  const roles = gw.logs.filter((l) => l.event === "leader_acquired" || l.event === "leader_lost");
+  return roles.at(-1)?.event === "leader_acquired";
+};
+
+/** Three replicas on one Redis and one simulated Mattermost. */
+async function cluster(
+  redisUrl: string,
+  prefix: string,
+  sim: MattermostSimulator,
+  n = 3,
+): Promise<GatewayProcess[]> {
+  const env = {
+    MATTERMOST_URL: sim.url,
+    MATTERMOST_TOKEN: TOKEN,
+    PRESENCE_SECRET: SECRET,
+    PRESENCE_POLL_INTERVAL_MS: String(POLL_MS),
+    PRESENCE_DIRECTORY_REFRESH_MS: "3000",
+    PRESENCE_BACKOFF_MAX_MS: "1000",
+    PRESENCE_KEEPALIVE_MS: "60000",
+    REDIS_URL: redisUrl,
+    PRESENCE_REDIS_PREFIX: prefix,
+    PRESENCE_LEADER_TTL_MS: String(TTL_MS),
+  };
+  const gws: GatewayProcess[] = [];
+  for (let i = 0; i < n; i++) gws.push(await GatewayProcess.start(env));
+  for (const gw of gws) await waitFor(() => ready(gw), 15_000, "replica ready");
+  return gws;
+}
+
+/** Providers holding every replica's /ws, each having paged /status first. */
+async function providersOn(gws: GatewayProcess[]): Promise<FakeProvider[]> {
+  const ps: FakeProvider[] = [];
+  for (const gw of gws) {
+    const p = new FakeProvider(gw.url, SECRET);
+    await p.loadStatus();
+    await p.connect();
+    ps.push(p);
+  }
+  return ps;
+}
+
+function expected(sim: MattermostSimulator): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const u of sim.listUsers()) {
+    if (u.delete_at > 0 || !u.email) continue;
+    const s = sim.getStatus(u.id);
+    m.set(u.email, s === undefined ? "offline" : s === "ooo" ? "away" : s);
+  }
+  return m;
+}
+
+const converged = (p: FakeProvider, sim: MattermostSimulator) =>
+  [...expected(sim)].every(([email, status]) => p.store.get(email) === status);
+
+function flip(
+  sim: MattermostSimulator,
+  count: number,
+  offset: number,
+): { email: string; status: SimStatus }[] {
+  const users = sim
+    .listUsers()
+    .filter((u) => u.delete_at === 0 && u.email && !u.is_bot)
+    .slice(offset, offset + count);
+  return users.map((u) => {
+    const status: SimStatus = sim.getStatus(u.id) === "dnd" ? "online" : "dnd";
+    sim.setStatus(u.id, status);
+    return { email: u.email, status };
+  });
+}
+
+const time = (l: LogLine) => Date.parse(String(l.time));
+
+describe("several replicas on one Redis", () => {
+  let sim: MattermostSimulator;
+  let gws: GatewayProcess[] = [];
+  let providers: FakeProvider[] = [];
+  const prefix = uniquePrefix("replicas");
+
+  before(async () => {
+    sim = new MattermostSimulator({ token: TOKEN, users: 390, seed: 21 });
+    await sim.start(0, "127.0.0.1");
+    gws = await cluster(REDIS_URL, prefix, sim);
+    providers = await providersOn(gws);
+  });
+
+  after(async () => {
+    for (const p of providers) p.close();
+    for (const gw of gws) await gw.stop();
+    await sim.stop();
+    await dropPrefix(REDIS_URL, prefix);
+  });
+
+  test("exactly one replica leads", async () => {
+    await waitFor(() => gws.filter(isLeader).length === 1, 5000, "one leader");
+  });
+
+  test("clients on every replica receive every change", async () => {
+    const changed = flip(sim, 15, 0);
+    for (const p of providers) {
+      await p.until(
+        (pp) => changed.every((c) => pp.store.get(c.email) === c.status),
+        10_000,
+        "changes on a replica",
+      );
+      assert.deepEqual(p.violations, []);
+    }
+    for (const p of providers) assert.ok(converged(p, sim));
+  });
+
+  test("upstream status requests per poll cycle equal one instance's", async (t) => {
+    const perCycle = Math.ceil(sim.listUsers().filter((u) => u.delete_at === 0).length / 200);
+    sim.resetStats();
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, 4000));
+    const cycles = (Date.now() - started) / POLL_MS;
+    const requests = sim.stats.statusIdsRequests;
+    t.diagnostic(
+      `3 replicas: ${requests} status requests in ${cycles.toFixed(1)} poll intervals (one instance: ${perCycle} per cycle)`,
+    );
+    // One poller: about perCycle × cycles. Three pollers would be three times that.
+    assert.ok(requests <= perCycle * (cycles + 1), `${requests} requests`);
+    assert.ok(requests >= perCycle * (cycles / 2), `${requests} requests: is anyone polling?`);
+  });
+
+  test("SIGKILL the leader: another leads within TTL + one poll interval, and changes made meanwhile reach the survivors' clients", async (t) => {
+    const leaderIdx = gws.findIndex(isLeader);
+    const leader = gws[leaderIdx]!;
+    const survivors = gws.filter((_, i) => i !== leaderIdx);
+    const survivorClients = providers.filter((_, i) => i !== leaderIdx);
+    const killedAt = Date.now();
+    leader.child.kill("SIGKILL");
+    const changed = flip(sim, 10, 30);
+    await waitFor(() => survivors.some(isLeader), TTL_MS * 3, "a new leader");
+    const newLeader = survivors.find(isLeader)!;
+    const acquired = newLeader.logs.filter((l) => l.event === "leader_acquired").at(-1)!;
+    for (const p of survivorClients) {
+      await p.until(
+        (pp) => changed.every((c) => pp.store.get(c.email) === c.status),
+        15_000,
+        "changes after failover",
+      );
+    }
+    const receivedAt = Date.now();
+    t.diagnostic(
+      `failover: new leader ${time(acquired) - killedAt} ms after the kill (TTL ${TTL_MS}); changes made at the kill seen on survivors after ${receivedAt - killedAt} ms`,
+    );
+    assert.ok(
+      time(acquired) - killedAt <= TTL_MS + POLL_MS + 1000,
+      "took over within TTL + poll interval (+1 s scheduling slack)",
+    );
+    for (const p of survivorClients) assert.ok(converged(p, sim));
+    gws = survivors;
+    providers[leaderIdx]!.close();
+    providers = survivorClients;
+  });
+
+  test("a paused leader does not keep polling once another has taken over", async () => {
+    const leader = gws.find(isLeader)!;
+    const other = gws.find((g) => g !== leader)!;
+    leader.child.kill("SIGSTOP");
+    await waitFor(() => isLeader(other), TTL_MS * 4, "the other replica takes over");
+    const takeover = time(other.logs.filter((l) => l.event === "leader_acquired").at(-1)!);
+    leader.child.kill("SIGCONT");
+    await leader.waitFor((l) => l.event === "leader_lost" && time(l) > takeover, 10_000);
+    // After it resumed, the old leader may finish at most the cycle it was in; it starts none.
+    const resumedCycles = leader.logs.filter((l) => l.event === "poll_cycle" && time(l) > takeover + POLL_MS);
+    assert.deepEqual(resumedCycles, []);
+    const changed = flip(sim, 5, 60);
+    for (const p of providers) {
+      await p.until(
+        (pp) => changed.every((c) => pp.store.get(c.email) === c.status),
+        10_000,
+        "changes after the pause",
+      );
+    }
+  });
+});
+
+describe("Redis restarting under the replicas", () => {
+  let sim: MattermostSimulator;
+  let redis: PrivateRedis;
+  let gws: GatewayProcess[] = [];
+  let providers: FakeProvider[] = [];
+
+  before(async () => {
+    redis = await PrivateRedis.start();
+    sim = new MattermostSimulator({ token: TOKEN, users: 150, seed: 22 });
+    await sim.start(0, "127.0.0.1");
+    gws = await cluster(redis.url, "restart", sim, 2);
+    providers = await providersOn(gws);
+  });
+
+  after(async () => {
+    for (const p of providers) p.close();
+    for (const gw of gws) await gw.stop();
+    await sim.stop();
+    await redis.kill();
+  });
+
+  test("no replica crashes; they reconnect, resync, and clients converge", async () => {
+    await redis.kill();
+    const changedDuring = flip(sim, 8, 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    await redis.restart();
+    const changedAfter = flip(sim, 8, 20);
+    for (const p of providers) {
+      await p.until(
+        (pp) => [...changedDuring, ...changedAfter].every((c) => pp.store.get(c.email) === c.status),
+        20_000,
+        "convergence after the Redis restart",
+      );
+      assert.ok(converged(p, sim));
+    }
+    for (const gw of gws) assert.equal(gw.child.exitCode, null, "still running");
+    await waitFor(() => gws.filter(isLeader).length === 1, 10_000, "one leader again");
+  });
+});

@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import type { DirectoryUser } from "../../src/mattermost/client.js";
+import { PresenceSnapshot, type Change, type ChangeMeta } from "../../src/presence/snapshot.js";
+
+const id = (n: number) => `u${String(n).padStart(25, "0")}`;
+const user = (n: number, email = `user${n}@example.com`): DirectoryUser => ({
+  id: id(n),
+  username: `user${String(n).padStart(4, "0")}`,
+  email,
+  isBot: false,
+});
+const view = (s: PresenceSnapshot) => s.visible().map((u) => `${u.email}=${u.status}`);
+
+function leaderWith(n: number): PresenceSnapshot {
+  const s = new PresenceSnapshot();
+  s.applyDirectory(Array.from({ length: n }, (_, i) => user(i)));
+  s.applyStatuses(new Map(Array.from({ length: n }, (_, i) => [id(i), "online"])), true);
+  return s;
+}
+
+test("exportState → replaceState rebuilds the same snapshot, silently the first time", () => {
+  const leader = leaderWith(5);
+  const follower = new PresenceSnapshot();
+  const got: Change[][] = [];
+  follower.onChanges((c) => got.push([...c]));
+  follower.replaceState(leader.exportState());
+  assert.equal(follower.ready, true);
+  assert.deepEqual(view(follower), view(leader));
+  assert.equal(follower.lastSeq, leader.lastSeq);
+  assert.deepEqual(got, [], "a first load is not a change");
+});
+
+test("applyReplicated replays the leader's batches with the leader's sequence numbers", () => {
+  const leader = leaderWith(5);
+  const follower = new PresenceSnapshot();
+  follower.replaceState(leader.exportState());
+  const batches: Change[][] = [];
+  leader.onChanges((c) => batches.push([...c]));
+  const seen: Change[] = [];
+  follower.onChanges((c) => seen.push(...c));
+  leader.applyStatuses(
+    new Map([
+      [id(1), "dnd"],
+      [id(3), "away"],
+    ]),
+    true,
+  );
+  leader.applyStatuses(new Map([[id(1), "offline"]]), true);
+  for (const b of batches) assert.equal(follower.applyReplicated(b), true);
+  assert.deepEqual(view(follower), view(leader));
+  assert.deepEqual(seen, batches.flat());
+});
+
+test("applyReplicated refuses a batch after a gap, so the caller reloads", () => {
+  const leader = leaderWith(3);
+  const follower = new PresenceSnapshot();
+  follower.replaceState(leader.exportState());
+  const batches: Change[][] = [];
+  leader.onChanges((c) => batches.push([...c]));
+  leader.applyStatuses(new Map([[id(0), "dnd"]]), true);
+  leader.applyStatuses(new Map([[id(1), "dnd"]]), true);
+  assert.equal(follower.applyReplicated(batches[1]!), false);
+  assert.deepEqual(view(follower), view(leaderWith(3)), "nothing applied");
+});
+
+test("replaceState after a gap emits the difference, ending at the leader's seq", () => {
+  const leader = leaderWith(4);
+  const follower = new PresenceSnapshot();
+  follower.replaceState(leader.exportState());
+  const seen: { changes: Change[]; meta: ChangeMeta }[] = [];
+  follower.onChanges((changes, meta) => seen.push({ changes: [...changes], meta }));
+  leader.applyStatuses(new Map([[id(0), "dnd"]]), true);
+  leader.applyStatuses(new Map([[id(0), "away"]]), true);
+  leader.applyDirectory([user(0), user(1), user(2)]); // user 3 leaves
+  follower.replaceState(leader.exportState());
+  assert.deepEqual(view(follower), view(leader));
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.meta.resync, true);
+  assert.deepEqual(
+    seen[0]!.changes.map((c) => `${c.email}=${c.status}`),
+    ["user0@example.com=away", "user3@example.com=offline"],
+  );
+  assert.equal(seen[0]!.changes.at(-1)!.seq, leader.lastSeq);
+  assert.equal(follower.lastSeq, leader.lastSeq);
+});
+
+test("property: a follower that replays batches, reloading on directory changes and gaps, ends equal to the leader", () => {
+  const statusArb = fc.constantFrom("online", "away", "dnd", "offline");
+  const step = fc.oneof(
+    fc.record({
+      kind: fc.constant("dir" as const),
+      members: fc.uniqueArray(fc.integer({ min: 0, max: 7 }), { minLength: 1 }),
+    }),
+    fc.record({
+      kind: fc.constant("st" as const),
+      st: fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), statusArb)),
+    }),
+    fc.record({ kind: fc.constant("drop" as const) }),
+  );
+  fc.assert(
+    fc.property(fc.array(step, { maxLength: 25 }), (steps) => {
+      const leader = leaderWith(8);
+      const follower = new PresenceSnapshot();
+      follower.replaceState(leader.exportState());
+      const provider = new Map(follower.visible().map((u) => [u.email, u.status as string]));
+      follower.onChanges((cs) => cs.forEach((c) => provider.set(c.email, c.status)));
+      let pending: { changes: Change[]; meta: ChangeMeta }[] = [];
+      leader.onChanges((changes, meta) => pending.push({ changes: [...changes], meta }));
+      let drop = false;
+      for (const s of steps) {
+        if (s.kind === "drop") drop = true;
+        else if (s.kind === "dir") leader.applyDirectory(s.members.sort((a, b) => a - b).map((n) => user(n)));
+        else leader.applyStatuses(new Map(s.st.map(([n, v]) => [id(n), v])), true);
+        for (const b of pending) {
+          if (drop) continue; // lost in transit
+          if (b.meta.directoryChanged || !follower.applyReplicated(b.changes))
+            follower.replaceState(leader.exportState());
+        }
+        pending = [];
+      }
+      follower.replaceState(leader.exportState()); // what a follower does when it notices the gap
+      assert.deepEqual(view(follower), view(leader));
+      const expected = new Map(leader.visible().map((u) => [u.email, u.status as string]));
+      for (const [email, status] of provider) assert.equal(status, expected.get(email) ?? "offline", email);
+    }),
+  );
+});
