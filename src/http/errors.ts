@@ -6,6 +6,8 @@ import type { ServerResponse } from "node:http";
  */
 export const ERRORS = {
   invalid_secret: 403,
+  unauthorized: 401,
+  invalid_query: 400,
   invalid_page: 400,
   invalid_body: 400,
   not_websocket: 400,

@@ -1,0 +1,102 @@
+import type { Logger } from "../../log.js";
+import type { PresenceSnapshot } from "../../presence/snapshot.js";
+import type { Telemetry } from "../../telemetry.js";
+import { sendError, type ErrorCode } from "../errors.js";
+import { refuseUpgrade, type HttpModule } from "../router.js";
+import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
+import { V2_BASE } from "./protocol.js";
+import { V2Stream } from "./stream.js";
+import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
+
+export { V2Stream } from "./stream.js";
+export { V2_BASE, V2_CLOSE } from "./protocol.js";
+
+export interface V2Deps {
+  snapshot: PresenceSnapshot;
+  log: Logger;
+  /** Accepted secrets (current first); a function so a reload takes effect at once. */
+  secrets: () => readonly string[];
+  notReadyReason: () => string | undefined;
+  /** PRESENCE_V2_RETAINED_CHANGES */
+  retainedChanges: number;
+  maxBufferBytes: number;
+  pingIntervalMs: number;
+  /** Sockets open elsewhere (the compat pool): they share PRESENCE_MAX_CONNECTIONS. */
+  otherSockets: () => number;
+  maxConnections: number;
+  telemetry: Telemetry;
+  authTimeoutMs?: number;
+}
+
+export interface V2Api extends HttpModule {
+  readonly stream: V2Stream;
+}
+
+const SINCE_RE = /^\d{1,15}$/;
+
+/**
+ * API v2 (docs/API-V2.md): GET /api/v2/presence, POST /api/v2/presence/query, GET
+ * /api/v2/openapi.json, and the /api/v2/stream WebSocket. Nothing here touches the compat paths.
+ */
+export function presenceApiV2(deps: V2Deps): V2Api {
+  const view = new PresenceView(deps.snapshot);
+  const stream = new V2Stream({
+    snapshot: deps.snapshot,
+    view,
+    log: deps.log,
+    secrets: deps.secrets,
+    retainedChanges: deps.retainedChanges,
+    maxBufferBytes: deps.maxBufferBytes,
+    pingIntervalMs: deps.pingIntervalMs,
+    authTimeoutMs: deps.authTimeoutMs,
+  });
+  return {
+    stream,
+    routes: [
+      ...presenceRoutes({ view, secrets: deps.secrets, notReadyReason: deps.notReadyReason }),
+      {
+        path: `${V2_BASE}/stream`,
+        methods: ["GET"],
+        handle: (_req, res) => sendError(res, "not_websocket", "this path takes a WebSocket upgrade"),
+      },
+    ],
+    upgrades: [
+      {
+        path: `${V2_BASE}/stream`,
+        handle(req, socket, head, url) {
+          const refuse = (code: ErrorCode, message: string): void => {
+            deps.telemetry.wsRefused(code);
+            refuseUpgrade(socket, code, message);
+          };
+          const rawSince = url.searchParams.get("since");
+          if (rawSince !== null && rawSince !== "" && !SINCE_RE.test(rawSince)) {
+            return refuse("invalid_query", "since must be a non-negative integer (a seq)");
+          }
+          let filter: UserFilter | undefined;
+          try {
+            filter = filterFromQuery(url.searchParams);
+          } catch (err) {
+            if (err instanceof FilterError) return refuse("invalid_query", err.message);
+            throw err;
+          }
+          const header = req.headers.authorization;
+          const authorized = header !== undefined && bearerAuthorized(deps.secrets(), header);
+          if (header !== undefined && !authorized) {
+            return refuse("unauthorized", "send Authorization: Bearer <the presence secret>");
+          }
+          const notReady = deps.notReadyReason();
+          if (notReady !== undefined) return refuse("not_ready", notReady);
+          if (stream.size + deps.otherSockets() >= deps.maxConnections) {
+            deps.log.warn({ event: "v2_refused", sockets: stream.size }, "connection limit reached");
+            return refuse("too_many_connections", "connection limit reached; retry later");
+          }
+          stream.accept(req, socket, head, {
+            authorized,
+            since: rawSince ? Number(rawSince) : undefined,
+            filter,
+          });
+        },
+      },
+    ],
+  };
+}

@@ -1,0 +1,184 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { gzip } from "node:zlib";
+import { z } from "zod";
+import { secretMatches } from "../auth.js";
+import { sendError } from "../errors.js";
+import type { HttpRoute } from "../router.js";
+import { OPENAPI } from "./openapi.js";
+import { V2_BASE } from "./protocol.js";
+import {
+  FilterError,
+  MAX_FILTER_ITEMS,
+  filterFromQuery,
+  filterKey,
+  makeFilter,
+  type PresenceView,
+  type UserFilter,
+} from "./view.js";
+
+/** A query body holds at most 50,000 ids or emails; 4 MiB is ample and bounds what we buffer. */
+export const MAX_QUERY_BODY = 4 * 1024 * 1024;
+const GZIP_MIN_BYTES = 1024;
+
+const queryBody = z
+  .object({
+    emails: z.array(z.string().max(320)).max(MAX_FILTER_ITEMS).optional(),
+    user_ids: z.array(z.string().max(64)).max(MAX_FILTER_ITEMS).optional(),
+  })
+  .strict();
+
+export interface PresenceApiDeps {
+  view: PresenceView;
+  secrets: () => readonly string[];
+  notReadyReason: () => string | undefined;
+}
+
+/** `Authorization: Bearer <secret>` (the only way v2 takes the secret: URLs end up in logs). */
+export function bearerAuthorized(secrets: readonly string[], authorization: string | undefined): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
+  return m !== null && secretMatches(secrets, m[1]);
+}
+
+/** Tells every ETag of this process from another's (a restart resets the snapshot's version). */
+const BOOT = randomBytes(4).toString("hex");
+
+/**
+ * GET /api/v2/presence, POST /api/v2/presence/query and GET /api/v2/openapi.json. Served from
+ * memory like the compat pages: the unfiltered answer is built once per snapshot version.
+ */
+export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
+  let gzipCache: { etag: string; body: Promise<Buffer> } | undefined;
+  const openapi = Buffer.from(JSON.stringify(OPENAPI));
+
+  function guard(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!bearerAuthorized(deps.secrets(), req.headers.authorization)) {
+      sendError(res, "unauthorized", "send Authorization: Bearer <the presence secret>", {
+        "WWW-Authenticate": 'Bearer realm="presence"',
+      });
+      return false;
+    }
+    const notReady = deps.notReadyReason();
+    if (notReady !== undefined) {
+      sendError(res, "not_ready", notReady, { "Retry-After": "1" });
+      return false;
+    }
+    return true;
+  }
+
+  function answer(req: IncomingMessage, res: ServerResponse, filter: UserFilter | undefined): void {
+    const key = filterKey(filter);
+    const keyHash = filter ? createHash("sha1").update(key).digest("base64url").slice(0, 12) : key;
+    const etag = `"${BOOT}-${deps.view.version}-${keyHash}"`;
+    const headers: Record<string, string | number> = {
+      "Content-Type": "application/json",
+      ETag: etag,
+      "Cache-Control": "no-cache",
+      Vary: "Accept-Encoding, Authorization",
+    };
+    const inm = req.headers["if-none-match"];
+    if (inm !== undefined && inm.split(",").some((t) => t.trim().replace(/^W\//, "") === etag)) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    const body = Buffer.from(deps.view.body(filter).json);
+    const wantsGzip = /\bgzip\b/.test(req.headers["accept-encoding"] ?? "");
+    if (!wantsGzip || body.length < GZIP_MIN_BYTES) {
+      headers["Content-Length"] = body.length;
+      res.writeHead(200, headers);
+      res.end(req.method === "HEAD" ? undefined : body);
+      return;
+    }
+    // Everyone asks for the same unfiltered list: compress it once per version, off the event loop.
+    let compressed: Promise<Buffer>;
+    if (!filter && gzipCache?.etag === etag) compressed = gzipCache.body;
+    else {
+      compressed = new Promise((resolve, reject) =>
+        gzip(body, (err, out) => (err ? reject(err) : resolve(out))),
+      );
+      if (!filter) gzipCache = { etag, body: compressed };
+    }
+    compressed.then(
+      (gz) => {
+        headers["Content-Encoding"] = "gzip";
+        headers["Content-Length"] = gz.length;
+        res.writeHead(200, headers);
+        res.end(req.method === "HEAD" ? undefined : gz);
+      },
+      () => sendError(res, "internal", "compression failed"),
+    );
+  }
+
+  function get(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    if (!guard(req, res)) return;
+    let filter: UserFilter | undefined;
+    try {
+      filter = filterFromQuery(url.searchParams);
+    } catch (err) {
+      if (err instanceof FilterError) return sendError(res, "invalid_query", err.message);
+      throw err;
+    }
+    answer(req, res, filter);
+  }
+
+  function query(req: IncomingMessage, res: ServerResponse): void {
+    if (!guard(req, res)) {
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      if (res.headersSent) return;
+      size += c.length;
+      if (size > MAX_QUERY_BODY) {
+        sendError(res, "body_too_large", `at most ${MAX_QUERY_BODY} bytes`, { Connection: "close" });
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("error", () => undefined);
+    req.on("end", () => {
+      if (res.headersSent) return;
+      let json: unknown;
+      try {
+        json = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        return sendError(res, "invalid_body", 'expected JSON {"emails"?: [...], "user_ids"?: [...]}');
+      }
+      const parsed = queryBody.safeParse(json);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const where = issue?.path.join(".") || "body";
+        return sendError(res, "invalid_body", `${where}: ${issue?.message ?? "invalid"}`);
+      }
+      let filter: UserFilter | undefined;
+      try {
+        filter = makeFilter(parsed.data.emails, parsed.data.user_ids);
+      } catch (err) {
+        if (err instanceof FilterError) return sendError(res, "invalid_body", err.message);
+        throw err;
+      }
+      answer(req, res, filter);
+    });
+  }
+
+  return [
+    { path: `${V2_BASE}/presence`, methods: ["GET", "HEAD"], handle: get },
+    { path: `${V2_BASE}/presence/query`, methods: ["POST"], handle: query },
+    {
+      path: `${V2_BASE}/openapi.json`,
+      methods: ["GET", "HEAD"],
+      handle(req, res) {
+        res.writeHead(200, {
+          "Content-Type": "application/json",
+          "Content-Length": openapi.length,
+          "Cache-Control": "public, max-age=300",
+        });
+        res.end(req.method === "HEAD" ? undefined : openapi);
+      },
+    },
+  ];
+}

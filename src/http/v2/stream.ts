@@ -1,0 +1,321 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { Logger } from "../../log.js";
+import { ChangeLog } from "../../presence/change-log.js";
+import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
+import { secretMatches } from "../auth.js";
+import { textFrame, writeFrames } from "../ws-frames.js";
+import { V2_CLOSE } from "./protocol.js";
+import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
+
+export interface StreamOptions {
+  snapshot: PresenceSnapshot;
+  view: PresenceView;
+  log: Logger;
+  secrets: () => readonly string[];
+  /** Changes kept for resuming (PRESENCE_V2_RETAINED_CHANGES). */
+  retainedChanges: number;
+  /** A socket with more unsent bytes than this (beyond its catch-up) is closed with 1013. */
+  maxBufferBytes: number;
+  pingIntervalMs: number;
+  /** How long a socket without an Authorization header has to send its auth message. */
+  authTimeoutMs?: number;
+}
+
+/** What the upgrade request said, checked before the handshake. */
+export interface StreamStart {
+  authorized: boolean;
+  since: number | undefined;
+  filter: UserFilter | undefined;
+}
+
+interface Client {
+  readonly ws: WebSocket;
+  readonly remote: string;
+  live: boolean;
+  since: number | undefined;
+  filter: UserFilter | undefined;
+  alive: boolean;
+  received: number;
+  /** Bytes of catch-up allowed over the cap until the socket first drains below it. */
+  slack: number;
+  closeReason?: string;
+  authTimer?: NodeJS.Timeout;
+}
+
+/** Client messages tolerated per ping interval (a client sends a handful: auth, subscribe). */
+const MAX_CLIENT_MESSAGES_PER_ROUND = 100;
+/** Missed changes are replayed in messages of at most this many changes. */
+const CATCHUP_CHUNK = 1000;
+/** Subscriptions can be long lists of emails: up to 50,000 of them fit. */
+const MAX_CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The /api/v2/stream pool. One snapshot change batch becomes one `changes` message: framed once
+ * and written as the same bytes to every unsubscribed socket; a subscribed socket gets its own
+ * message holding only its people (built per socket, and only when it has some). A resuming
+ * socket first gets exactly the changes after its `since` from the retained log (or a snapshot
+ * when they are no longer all there), then `ready`, then live batches.
+ */
+export class V2Stream {
+  readonly changeLog: ChangeLog;
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_CLIENT_MESSAGE_BYTES,
+    perMessageDeflate: false, // frames are pre-built and written raw (see writeFrames)
+    clientTracking: false,
+  });
+  private readonly clients = new Map<WebSocket, Client>();
+  private timers: NodeJS.Timeout[] = [];
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly opts: StreamOptions) {
+    this.changeLog = new ChangeLog(opts.retainedChanges);
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /** Subscribes to the snapshot; call before the first change can happen (before sync starts). */
+  start(): void {
+    this.unsubscribe = this.opts.snapshot.onChanges((changes, meta?: { resync?: boolean }) =>
+      this.broadcast(changes, meta?.resync === true),
+    );
+    this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
+  }
+
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, start: StreamStart): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, req, start));
+  }
+
+  /** Closes every socket (1001) and stops the timers. */
+  close(): void {
+    this.unsubscribe?.();
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    for (const [ws, client] of this.clients) {
+      client.closeReason = "shutdown";
+      clearTimeout(client.authTimer);
+      ws.close(V2_CLOSE.goingAway, "server shutting down");
+    }
+  }
+
+  terminateAll(): void {
+    for (const ws of this.clients.keys()) ws.terminate();
+  }
+
+  /** One batch, one message per socket; unsubscribed sockets share one frame. */
+  broadcast(changes: readonly Change[], resync = false): void {
+    if (changes.length === 0) return;
+    // A resync is a difference against this replica's own past, not the changes that happened:
+    // only a client exactly at the batch's start can apply it as a resume.
+    if (resync) this.changeLog.reset(changes[0]!.seq - 1);
+    this.changeLog.append(changes);
+    const seq = changes[changes.length - 1]!.seq;
+    let items: string[] | undefined;
+    let shared: Buffer | undefined;
+    for (const client of this.clients.values()) {
+      if (!client.live) continue;
+      items ??= changes.map(changeJson);
+      if (!client.filter) {
+        shared ??= textFrame(`{"type":"changes","seq":${seq},"changes":[${items.join(",")}]}`);
+        this.write(client, shared);
+        continue;
+      }
+      const mine: string[] = [];
+      for (let i = 0; i < changes.length; i++) {
+        const c = changes[i]!;
+        if (matches(client.filter, c.userId, c.email)) mine.push(items[i]!);
+      }
+      if (mine.length > 0) {
+        this.write(client, textFrame(`{"type":"changes","seq":${seq},"changes":[${mine.join(",")}]}`));
+      }
+    }
+  }
+
+  private onOpen(ws: WebSocket, req: IncomingMessage, start: StreamStart): void {
+    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const client: Client = {
+      ws,
+      remote,
+      live: false,
+      since: start.since,
+      filter: start.filter,
+      alive: true,
+      received: 0,
+      slack: 0,
+    };
+    this.clients.set(ws, client);
+    this.opts.log.info(
+      { event: "v2_connect", remote, since: start.since, sockets: this.clients.size },
+      "v2 stream client connected",
+    );
+    ws.on("pong", () => (client.alive = true));
+    ws.on("message", (data, isBinary) => this.onMessage(client, data, isBinary));
+    ws.on("error", (err) =>
+      this.opts.log.debug({ event: "v2_ws_error", remote, err: err.message }, "v2 socket error"),
+    );
+    ws.on("close", (code) => {
+      clearTimeout(client.authTimer);
+      this.clients.delete(ws);
+      this.opts.log.info(
+        {
+          event: "v2_disconnect",
+          remote,
+          code,
+          reason: client.closeReason ?? "client",
+          sockets: this.clients.size,
+        },
+        "v2 stream client disconnected",
+      );
+    });
+    if (start.authorized) {
+      this.goLive(client);
+    } else {
+      client.authTimer = setTimeout(
+        () => this.closeWith(client, V2_CLOSE.unauthorized, "auth_timeout", "no auth message in time"),
+        this.opts.authTimeoutMs ?? 5000,
+      );
+    }
+  }
+
+  private onMessage(client: Client, data: RawData, isBinary: boolean): void {
+    if (client.closeReason) return;
+    if (++client.received > MAX_CLIENT_MESSAGES_PER_ROUND) {
+      return this.closeWith(client, V2_CLOSE.protocolError, "abuse", "too many client messages");
+    }
+    let msg: Record<string, unknown>;
+    try {
+      if (isBinary) throw new Error("binary");
+      const parsed: unknown = JSON.parse(data.toString());
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+        throw new Error("not an object");
+      msg = parsed as Record<string, unknown>;
+    } catch {
+      return this.closeWith(client, V2_CLOSE.protocolError, "bad_message", "messages are JSON objects");
+    }
+    if (!client.live) {
+      if (msg.type !== "auth" || typeof msg.secret !== "string") {
+        return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", 'first send {"type":"auth"}');
+      }
+      if (!secretMatches(this.opts.secrets(), msg.secret)) {
+        return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", "wrong secret");
+      }
+      clearTimeout(client.authTimer);
+      if (msg.emails !== undefined || msg.user_ids !== undefined) {
+        const filter = this.parseFilter(client, msg);
+        if (filter === null) return;
+        client.filter = filter;
+      }
+      return this.goLive(client);
+    }
+    switch (msg.type) {
+      case "subscribe": {
+        const filter = this.parseFilter(client, msg);
+        if (filter === null) return;
+        client.filter = filter ?? { emails: new Set(), ids: new Set() };
+        return this.sendSnapshot(client);
+      }
+      case "unsubscribe":
+        client.filter = undefined;
+        return this.sendSnapshot(client);
+      default:
+        return this.sendError(client, "unknown_type", "expected subscribe or unsubscribe");
+    }
+  }
+
+  /** The filter a message asks for; null (after telling the client) when it is invalid. */
+  private parseFilter(client: Client, msg: Record<string, unknown>): UserFilter | undefined | null {
+    try {
+      return makeFilter(msg.emails, msg.user_ids);
+    } catch (err) {
+      if (!(err instanceof FilterError)) throw err;
+      this.sendError(client, "invalid_subscription", err.message);
+      return null;
+    }
+  }
+
+  /** Catch-up (exactly the missed changes, or a snapshot), then `ready`, then live batches. */
+  private goLive(client: Client): void {
+    const { snapshot } = this.opts;
+    const seq = snapshot.lastSeq;
+    let missed: Change[] | undefined;
+    if (client.since === seq) missed = [];
+    else if (client.since !== undefined && this.changeLog.lastSeq === seq) {
+      missed = this.changeLog.since(client.since);
+    }
+    const frames: Buffer[] = [];
+    if (missed) {
+      for (let i = 0; i < missed.length; i += CATCHUP_CHUNK) {
+        const part = missed.slice(i, i + CATCHUP_CHUNK);
+        const items = part.filter((c) => !client.filter || matches(client.filter, c.userId, c.email));
+        if (items.length === 0) continue;
+        const last = part[part.length - 1]!.seq;
+        frames.push(
+          textFrame(`{"type":"changes","seq":${last},"changes":[${items.map(changeJson).join(",")}]}`),
+        );
+      }
+    } else {
+      frames.push(this.snapshotFrame(client));
+    }
+    frames.push(textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
+    const buf = Buffer.concat(frames);
+    client.live = true;
+    client.slack = buf.length;
+    writeFrames(client.ws, buf);
+  }
+
+  private sendSnapshot(client: Client): void {
+    const frame = this.snapshotFrame(client);
+    client.slack = Math.max(client.slack, frame.length);
+    writeFrames(client.ws, frame);
+  }
+
+  private snapshotFrame(client: Client): Buffer {
+    return textFrame(this.opts.view.body(client.filter, '"type":"snapshot",').json);
+  }
+
+  private sendError(client: Client, code: string, message: string): void {
+    writeFrames(client.ws, textFrame(JSON.stringify({ type: "error", code, message })));
+  }
+
+  private write(client: Client, frame: Buffer): void {
+    const { ws } = client;
+    if (ws.readyState !== ws.OPEN || client.closeReason) return;
+    const buffered = ws.bufferedAmount;
+    if (buffered <= this.opts.maxBufferBytes) client.slack = 0;
+    // Checked before writing, so one large batch never closes a healthy socket.
+    else if (buffered > this.opts.maxBufferBytes + client.slack) {
+      this.opts.log.warn(
+        { event: "v2_slow_consumer", remote: client.remote, buffered },
+        "closing a v2 stream socket that does not read",
+      );
+      return this.closeWith(client, V2_CLOSE.tooSlow, "slow_consumer", "too slow: reconnect with since");
+    }
+    writeFrames(ws, frame);
+  }
+
+  /** A peer that does not read will not finish the closing handshake: cut after 1 s. */
+  private closeWith(client: Client, code: number, reason: string, text: string): void {
+    if (client.closeReason) return;
+    client.closeReason = reason;
+    clearTimeout(client.authTimer);
+    client.ws.close(code, text);
+    setTimeout(() => client.ws.terminate(), 1000).unref();
+  }
+
+  private pingRound(): void {
+    for (const client of this.clients.values()) {
+      if (!client.alive) {
+        client.closeReason ??= "dead_peer";
+        client.ws.terminate();
+        continue;
+      }
+      client.alive = false;
+      client.received = 0;
+      client.ws.ping();
+    }
+  }
+}
