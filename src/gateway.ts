@@ -264,6 +264,8 @@ export class Gateway {
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     this.events.stop();
     this.pluginSettings?.stop();
+    // Mattermost's answers are not needed any more: a hanging request must not hold the exit.
+    this.client.close();
     const syncStopped = this.sync.stop().then(() => this.broker.stop());
     this.hub.close();
     this.v2.stream.close();

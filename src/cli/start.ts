@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, type Config } from "../config/load.js";
 import { Gateway } from "../gateway.js";
+import { watchSecretFiles } from "../config/watch-secrets.js";
 import { SecretScrubber, createLogger } from "../log.js";
 import { PluginSettingsError } from "../mattermost/plugin-settings.js";
 
@@ -55,11 +56,36 @@ export async function runStart(argv: string[]): Promise<number> {
     return 1;
   }
 
+  /** Re-reads the token and secrets (SIGHUP: always; a changed file: only when a value differs). */
+  const reload = (reason: "SIGHUP" | "file_changed"): void => {
+    try {
+      const next = loadConfig(argv).config;
+      if (reason === "file_changed" && secretsOf(next).join("\n") === secretsOf(config).join("\n")) return;
+      scrubber.add(secretsOf(next));
+      log.info({ event: "reload", reason }, `re-reading the secret and token (${reason})`);
+      gateway.reload(next);
+      config = next;
+    } catch (err) {
+      log.error(
+        { event: "reload_failed", reason, err: (err as Error).message },
+        "reload failed; keeping the current settings",
+      );
+    }
+  };
+  const unwatch = watchSecretFiles(Object.values(config.secretFiles), () => reload("file_changed"), {
+    onError: (err) =>
+      log.warn(
+        { event: "secret_watch_failed", err: err.message },
+        "cannot watch the secret files; use SIGHUP",
+      ),
+  });
+
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
+      unwatch();
       log.info({ event: "stopping", signal, sockets: gateway.hub.size }, "stopping");
       void gateway.stop().then(() => {
         log.info({ event: "stopped" }, "stopped");
@@ -69,18 +95,6 @@ export async function runStart(argv: string[]): Promise<number> {
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
-    process.on("SIGHUP", () => {
-      try {
-        const next = loadConfig(argv).config;
-        scrubber.add(secretsOf(next));
-        gateway.reload(next);
-        config = next;
-      } catch (err) {
-        log.error(
-          { event: "reload_failed", err: (err as Error).message },
-          "reload failed; keeping the current settings",
-        );
-      }
-    });
+    process.on("SIGHUP", () => reload("SIGHUP"));
   });
 }

@@ -47,6 +47,8 @@ export function isMattermostId(id: unknown): id is string {
  */
 export class MattermostClient {
   private readonly c4 = new Client4();
+  /** Aborts every request in flight (close). */
+  private readonly closing = new AbortController();
 
   constructor(private opts: UpstreamOptions) {
     this.c4.setUrl(opts.url);
@@ -56,6 +58,11 @@ export class MattermostClient {
 
   get url(): string {
     return this.opts.url;
+  }
+
+  /** Aborts requests in flight and refuses new ones: the gateway is stopping. */
+  close(): void {
+    this.closing.abort();
   }
 
   setToken(token: string): void {
@@ -145,7 +152,7 @@ export class MattermostClient {
     try {
       res = await fetch(url, {
         ...(this.c4.getOptions(init) as RequestInit),
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]),
       });
     } catch (err) {
       this.opts.onRequest?.(endpoint, "error", performance.now() - started);
