@@ -32,6 +32,7 @@ Options:
   --sockets <n,n>        WebSocket counts for fanout and memory (default 10000,19000)
   --burst <n>            changes in the fan-out burst (default 1000)
   --providers <n>        providers in the Monday-morning burst (default 5000)
+  --burst-users <n>      users they page (default 50000)
   --upstream-users <n,n> directory sizes for upstream (default 1000,10000,50000)
   --scenario-timeout <s> each scenario is abandoned after this (default 900)
   --json <file>          write every detail record to this file
@@ -54,6 +55,7 @@ async function main(): Promise<number> {
       sockets: { type: "string", default: "10000,19000" },
       burst: { type: "string", default: "1000" },
       providers: { type: "string", default: "5000" },
+      "burst-users": { type: "string", default: "50000" },
       "upstream-users": { type: "string", default: "1000,10000,50000" },
       "scenario-timeout": { type: "string", default: "900" },
       json: { type: "string" },
@@ -92,6 +94,7 @@ async function main(): Promise<number> {
       sockets: ints(values.sockets),
       burst: ints(values.burst)[0]!,
       providers: ints(values.providers)[0]!,
+      burstUsers: ints(values["burst-users"])[0]!,
       upstreamUsers: ints(values["upstream-users"]),
     };
     let timer: NodeJS.Timeout | undefined;

@@ -14,6 +14,8 @@ export interface Context {
   burst: number;
   /** Providers for the Monday-morning burst. */
   providers: number;
+  /** Directory size they page (default 50,000). */
+  burstUsers: number;
   /** Directory sizes for upstream. */
   upstreamUsers: number[];
 }

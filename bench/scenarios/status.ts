@@ -140,7 +140,7 @@ export async function notModifiedScenario(ctx: Context): Promise<string> {
  * (50,000 users: pages 0..500, the last one `[]`), vs the ceiling server answering the same requests.
  */
 export async function burstScenario(ctx: Context): Promise<string> {
-  const { gw, all } = await startGatewayWithUsers(ctx, 50_000);
+  const { gw, all } = await startGatewayWithUsers(ctx, ctx.burstUsers);
   const pages = Math.ceil(all.length / PAGE_SIZE) + 1; // the last answers []
   const paths = pagePaths(pages);
   const first = await fetch(`${gw.url}${paths[0]}`);
