@@ -2,6 +2,7 @@
 import { runDemo } from "./demo.js";
 import { runSecret } from "./secret.js";
 import { runStart } from "./start.js";
+import { runWatch } from "./watch.js";
 import { runSimulate } from "../simulator/cli.js";
 import { settingsHelp } from "../config/load.js";
 import { VERSION } from "../version.js";
@@ -16,6 +17,8 @@ Commands:
               in the provider's config.json  [--users N] [--port P] [--poll-interval-ms MS]
   simulate    run only the Mattermost simulator (see: outlook-presence simulate --help)
   secret      print a new random secret for PRESENCE_SECRET
+  watch       live presence from a gateway's API v2: a table on a terminal, a line per change
+              when piped  --url URL --secret S [--email E ...] [--duration-ms MS]
   help        this text
 
 Settings for start (a flag wins over its environment variable; secrets may also come from a file):
@@ -38,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return runSimulate(rest);
     case "secret":
       return runSecret(rest);
+    case "watch":
+      return runWatch(rest);
     case undefined:
     case "help":
     case "--help":
