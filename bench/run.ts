@@ -11,6 +11,8 @@ import type { Context } from "./scenarios/context.js";
 import { fanoutScenario, memoryScenario } from "./scenarios/fanout.js";
 import { burstScenario, notModifiedScenario, statusScenario } from "./scenarios/status.js";
 import { upstreamScenario } from "./scenarios/upstream.js";
+import { hintsScenario } from "./scenarios/hints.js";
+import { replicasScenario } from "./scenarios/replicas.js";
 
 type Scenario = (ctx: Context) => Promise<string>;
 const SCENARIOS: Record<string, Scenario> = {
@@ -20,6 +22,8 @@ const SCENARIOS: Record<string, Scenario> = {
   fanout: fanoutScenario,
   memory: memoryScenario,
   upstream: upstreamScenario,
+  hints: hintsScenario,
+  replicas: replicasScenario,
 };
 
 const USAGE = `Usage: node dist/bench/run.js [scenario...] [options]
