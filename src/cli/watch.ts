@@ -181,8 +181,9 @@ class TableView {
 
   private draw(): void {
     const out = process.stdout;
-    const rows = Math.max(5, out.rows ?? 24);
-    const cols = Math.max(40, out.columns ?? 80);
+    // A pseudo-terminal without a size reports 0.
+    const rows = Math.max(8, out.rows || 24);
+    const cols = Math.max(40, out.columns || 80);
     const users = [...this.client.users.values()];
     const counts = countStatuses(users);
     let list: { email: string; status: string; changedAt: number }[];
@@ -198,7 +199,7 @@ class TableView {
         .map((u) => ({ email: u.email, status: u.status, changedAt: u.changed_at }))
         .sort((a, b) => b.changedAt - a.changedAt || a.email.localeCompare(b.email));
     }
-    const width = Math.min(48, Math.max(10, ...list.map((l) => l.email.length)));
+    const width = Math.min(cols - 30, 48, Math.max(10, ...list.map((l) => l.email.length)));
     const lines = [
       `\x1b[1moutlook-presence watch\x1b[0m ${this.args.url}  seq ${this.client.lastSeq ?? "-"}  ${this.message}`,
       STATUS_ORDER.map((s) => `\x1b[${COLORS[s]}m●\x1b[0m ${s} ${counts[s]}`).join("   "),
@@ -212,6 +213,6 @@ class TableView {
       lines.push(`${email}  \x1b[${color}m${l.status.padEnd(8)}\x1b[0m  ${changed}`);
     }
     if (list.length > rows - lines.length - 1) lines.push(`… ${list.length} people`);
-    out.write(`\x1b[H\x1b[2J${lines.map((l) => l.slice(0, cols + 40)).join("\n")}`);
+    out.write(`\x1b[H\x1b[2J${lines.join("\n")}`);
   }
 }
