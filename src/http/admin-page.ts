@@ -119,7 +119,7 @@ export const ADMIN_JS = `"use strict";
     text(
       "poll-detail",
       (u.lastPollMs !== null ? Math.round(u.lastPollMs) + " ms, " : "") +
-        u.statusRequestsLastCycle + " status requests every " + s.pollIntervalMs + " ms",
+        u.statusRequestsLastCycle + " status request" + (u.statusRequestsLastCycle === 1 ? "" : "s") + " every " + s.pollIntervalMs + " ms",
     );
     text("sockets", String(s.sockets));
     text("users", String(s.users.visible));
