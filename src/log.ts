@@ -5,6 +5,7 @@ import {
   type Logger,
   type DestinationStream,
 } from "pino";
+import pinoPretty from "pino-pretty";
 
 export type { Logger };
 
@@ -59,9 +60,12 @@ export const REDACT_PATHS = [
 ];
 
 /**
- * Replaces the value of every `secret` query parameter in a URL, for request logs. Names are
- * compared decoded, as the router reads them: `?%73ecret=S` presents a secret too.
+ * Replaces the value of every `secret` (and the admin page's `token`) query parameter in a URL,
+ * for request logs. Names are compared decoded, as the router reads them: `?%73ecret=S`
+ * presents a secret too.
  */
+const REDACTED_PARAMS = new Set(["secret", "token"]);
+
 export function redactUrl(url: string): string {
   const q = url.indexOf("?");
   if (q < 0) return url;
@@ -70,7 +74,9 @@ export function redactUrl(url: string): string {
     .split("&")
     .map((pair) => {
       const eq = pair.indexOf("=");
-      return eq >= 0 && queryName(pair.slice(0, eq)) === "secret" ? `${pair.slice(0, eq)}=[REDACTED]` : pair;
+      return eq >= 0 && REDACTED_PARAMS.has(queryName(pair.slice(0, eq)))
+        ? `${pair.slice(0, eq)}=[REDACTED]`
+        : pair;
     });
   return `${url.slice(0, q)}?${pairs.join("&")}`;
 }
@@ -84,10 +90,28 @@ function queryName(raw: string): string {
   }
 }
 
+/**
+ * JSON lines on stdout; on a terminal, pino-pretty's readable lines instead (pipe through `cat`
+ * to get JSON). Either way the scrubber sees every line first: pino-pretty is only the
+ * destination.
+ */
+export function defaultDestination(): DestinationStream {
+  if (process.stdout.isTTY) {
+    return pinoPretty({
+      destination: 1,
+      sync: true,
+      colorize: true,
+      singleLine: true,
+      translateTime: "SYS:HH:MM:ss.l",
+    });
+  }
+  return pinoDestination({ dest: 1, sync: false });
+}
+
 export function createLogger(
   level: string,
   scrubber: SecretScrubber,
-  destination: DestinationStream = pinoDestination({ dest: 1, sync: false }),
+  destination: DestinationStream = defaultDestination(),
 ): Logger {
   return pino(
     {
