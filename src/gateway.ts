@@ -108,6 +108,7 @@ export class Gateway {
       notReadyReason: () => this.notReadyReason(),
       mattermostUrl: config.mattermostUrl,
       pollIntervalMs: () => this.config.pollIntervalMs,
+      leader: () => this.broker.isLeader,
     });
     this.metrics.observe({
       countsByStatus: () => this.snapshot.countsByStatus(),

@@ -109,7 +109,7 @@ export const ADMIN_JS = `"use strict";
     const ready = $("ready");
     ready.textContent = s.ready ? "ready" : "not ready: " + (s.notReadyReason || "");
     ready.className = "badge " + (s.ready ? "ok" : "bad");
-    text("version", "v" + s.version);
+    text("version", "v" + s.version + (s.leader ? "" : " · follower: serves the leader's snapshot"));
     const u = s.upstream;
     if (u.tokenRejected) text("upstream", "token rejected (401)");
     else if (u.consecutiveFailures > 0) text("upstream", "failing (" + u.consecutiveFailures + " in a row)");

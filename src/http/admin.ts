@@ -20,6 +20,8 @@ export interface AdminDeps {
   notReadyReason: () => string | undefined;
   mattermostUrl: string;
   pollIntervalMs: () => number;
+  /** Whether this instance polls Mattermost (with Redis, the lease holder); default true. */
+  leader?: () => boolean;
   /** How often the page gets a fresh summary (default 2000 ms). */
   summaryIntervalMs?: number;
   now?: () => number;
@@ -137,7 +139,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
       now: now(),
       ready: reason === undefined,
       notReadyReason: reason ?? null,
-      leader: true,
+      leader: deps.leader?.() ?? true,
       sockets: deps.sockets(),
       lastSeq: deps.snapshot.lastSeq,
       pollIntervalMs: deps.pollIntervalMs(),

@@ -18,7 +18,7 @@ export interface MetricsSource {
   ready(): boolean;
   /** Sequence number of the last status change (counts every change since start). */
   lastSeq(): number;
-  /** 1 when this instance polls Mattermost. One instance today, so always true. */
+  /** Whether this instance polls Mattermost: always without Redis; with Redis, the lease holder. */
   leader(): boolean;
   now?: () => number;
 }
@@ -64,7 +64,7 @@ export class GatewayMetrics implements Telemetry {
     }).set({ version: VERSION }, 1);
     new Gauge({
       name: `${p}leader`,
-      help: "1 when this instance polls Mattermost (single instance for now: always 1)",
+      help: "1 when this instance polls Mattermost (always 1 without REDIS_URL; with Redis, the lease holder)",
       registers,
       collect() {
         this.set(src()?.leader() === false ? 0 : 1);
