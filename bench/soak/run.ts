@@ -183,15 +183,12 @@ async function main(): Promise<number> {
 
   // A steady stream of changes for the whole run.
   const tickMs = 100;
+  let changes = 0;
   const stopChurn = sim.startChurn({
     intervalMs: tickMs,
     changesPerTick: Math.max(1, Math.round((CHANGES_PER_S * tickMs) / 1000)),
+    onChange: () => changes++,
   });
-  let changes = 0;
-  const countTimer = setInterval(
-    () => (changes += Math.max(1, Math.round((CHANGES_PER_S * tickMs) / 1000))),
-    tickMs,
-  );
 
   const started = Date.now();
   await sleep(WARMUP_MS);
@@ -219,9 +216,9 @@ async function main(): Promise<number> {
   }
   while (Date.now() - started < DURATION_MS) await sleep(250);
   stopChurn();
-  clearInterval(countTimer);
+  const changesWindowMs = Date.now() - started;
   log(
-    `changes stopped after ${Math.round((Date.now() - started) / 1000)} s (~${changes} changes); waiting for delivery`,
+    `changes stopped after ${Math.round((Date.now() - started) / 1000)} s (${changes} changes made); waiting for delivery`,
   );
 
   // Expected: what Mattermost holds now, as the provider shows it.
@@ -267,6 +264,8 @@ async function main(): Promise<number> {
     users: expected.size,
     durationS: DURATION_MS / 1000,
     changesPerS: CHANGES_PER_S,
+    changesMade: changes,
+    changesWindowS: Math.round(changesWindowMs / 1000),
     faults: faults.map(([n]) => n),
     faultPhaseMs: Math.round(faultMs),
     delivered: got,
