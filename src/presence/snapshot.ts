@@ -51,6 +51,8 @@ export interface SnapshotState {
     email: string;
     isBot: boolean;
     status: ProviderStatus | null;
+    manual?: boolean;
+    lastActivityAt?: number;
   }[];
 }
 
@@ -240,6 +242,8 @@ export class PresenceSnapshot {
         email: u.email,
         isBot: u.isBot,
         status: u.status ?? null,
+        manual: u.manual,
+        lastActivityAt: u.lastActivityAt,
       })),
     };
   }
@@ -292,8 +296,10 @@ export class PresenceSnapshot {
     for (const [email, old] of before) {
       if (!after.has(email)) diff.push({ userId: old.id, email, status: "offline" });
     }
-    // Number the difference to end at the state's seq, never reusing one we already emitted.
-    let next = Math.max(this.seq + 1, state.seq - diff.length + 1);
+    // Adopt the state's numbering exactly: the leader's next batch follows it. Our own seq may
+    // have been ahead (a deposed leader numbers changes it could not publish); `resync` tells
+    // listeners that numbering restarts here. The difference is numbered to end at state.seq.
+    let next = state.seq - diff.length + 1;
     const changes: Change[] = diff.map((d) => ({
       seq: next++,
       userId: d.userId,
@@ -301,8 +307,9 @@ export class PresenceSnapshot {
       status: d.status,
       at,
     }));
-    this.seq = Math.max(this.seq, state.seq, next - 1);
-    if (wasReady) this.emit(changes, { directoryChanged: true, resync: true });
+    this.seq = state.seq;
+    if (!wasReady) return [];
+    this.emit(changes, { directoryChanged: true, resync: true });
     return changes;
   }
 

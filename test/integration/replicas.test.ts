@@ -230,12 +230,30 @@ describe("Redis restarting under the replicas", () => {
     await new Promise((r) => setTimeout(r, 1000));
     await redis.restart();
     const changedAfter = flip(sim, 8, 20);
-    for (const p of providers) {
-      await p.until(
-        (pp) => [...changedDuring, ...changedAfter].every((c) => pp.store.get(c.email) === c.status),
-        20_000,
-        "convergence after the Redis restart",
-      );
+    for (const [i, p] of providers.entries()) {
+      try {
+        await p.until(
+          (pp) => [...changedDuring, ...changedAfter].every((c) => pp.store.get(c.email) === c.status),
+          20_000,
+          "convergence after the Redis restart",
+        );
+      } catch (err) {
+        const events = gws.map((g) =>
+          g.logs
+            .filter(
+              (l) =>
+                !["ws_connect", "ws_disconnect", "poll_cycle", "upstream_request", "status_change"].includes(
+                  String(l.event),
+                ),
+            )
+            .slice(-25)
+            .map((l) => `${String(l.time)} ${String(l.event)} ${String(l.msg)}`)
+            .join("\n"),
+        );
+        const { writeFileSync } = await import("node:fs");
+        gws.forEach((g, k) => writeFileSync(`/tmp/replica-${k}.log`, g.output));
+        throw new Error(`replica ${i}: ${(err as Error).message}\n${events.join("\n----\n")}`);
+      }
       assert.ok(converged(p, sim));
     }
     for (const gw of gws) assert.equal(gw.child.exitCode, null, "still running");

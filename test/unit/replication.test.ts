@@ -127,3 +127,24 @@ test("property: a follower that replays batches, reloading on directory changes 
     }),
   );
 });
+
+test("a deposed leader that numbered changes it never published adopts the new leader's numbering", () => {
+  const shared = leaderWith(3);
+  const deposed = new PresenceSnapshot();
+  deposed.replaceState(shared.exportState());
+  // It polled once more after losing Redis: seq moved on locally.
+  deposed.applyStatuses(new Map([[id(0), "dnd"]]), true);
+  assert.equal(deposed.lastSeq, shared.lastSeq + 1);
+  const reverted = deposed.replaceState(shared.exportState());
+  assert.equal(deposed.lastSeq, shared.lastSeq);
+  assert.deepEqual(
+    reverted.map((c) => `${c.email}=${c.status}`),
+    ["user0@example.com=online"],
+  );
+  // The new leader's next batch applies on top.
+  const batches: Change[][] = [];
+  shared.onChanges((c) => batches.push([...c]));
+  shared.applyStatuses(new Map([[id(0), "dnd"]]), true);
+  assert.equal(deposed.applyReplicated(batches[0]!), true);
+  assert.deepEqual(view(deposed), view(shared));
+});
