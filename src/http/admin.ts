@@ -8,7 +8,7 @@ import { VERSION } from "../version.js";
 import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS } from "./admin-page.js";
 import { constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
-import { sendJson, type HttpModule } from "./router.js";
+import { sendJson, type HttpModule, type RequestUrl } from "./router.js";
 
 export interface AdminDeps {
   snapshot: PresenceSnapshot;
@@ -180,7 +180,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
     if (feeds.size > 0) broadcast(shown.join(""));
   });
 
-  function page(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  function page(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     const token = url.searchParams.get("token");
     if (token !== null) {
       if (!matchesToken(token)) {
@@ -252,7 +252,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
     timer ??= setInterval(() => broadcast(sse("summary", summary())), deps.summaryIntervalMs ?? 2000).unref();
   }
 
-  function user(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  function user(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
     const email = (url.searchParams.get("email") ?? "").trim().toLowerCase();
     if (!email) return sendError(res, "invalid_body", "give ?email=");

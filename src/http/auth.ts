@@ -34,6 +34,23 @@ export function constantTimeEquals(a: string, b: string): boolean {
   return timingSafeEqual(digest(a), digest(b));
 }
 
+/**
+ * Digests of the accepted secrets, computed once per set rather than on every request (the set
+ * only changes on a reload or a rotation).
+ */
+let cachedSet: readonly string[] = [];
+let cachedDigests: Buffer[] = [];
+function acceptedDigests(accepted: readonly string[]): Buffer[] {
+  if (
+    accepted !== cachedSet &&
+    !(accepted.length === cachedSet.length && accepted.every((s, i) => s === cachedSet[i]))
+  ) {
+    cachedDigests = accepted.map(digest);
+  }
+  cachedSet = accepted;
+  return cachedDigests;
+}
+
 /** At most this many decoding rounds; more is not a provider, it is an attack on our CPU. */
 const MAX_DECODE_ROUNDS = 8;
 
@@ -43,10 +60,12 @@ const MAX_DECODE_ROUNDS = 8;
  */
 export function secretMatches(accepted: readonly string[], got: string | null | undefined): boolean {
   if (got === null || got === undefined) return false;
+  const wanted = acceptedDigests(accepted);
   let candidate: string = got;
   for (let round = 0; round <= MAX_DECODE_ROUNDS; round++) {
+    const d = digest(candidate);
     let ok = false;
-    for (const s of accepted) ok = constantTimeEquals(candidate, s) || ok; // no early exit
+    for (const w of wanted) ok = timingSafeEqual(d, w) || ok; // no early exit
     if (ok) return true;
     const next = goQueryUnescape(candidate);
     if (next === null) return false;

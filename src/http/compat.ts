@@ -7,7 +7,7 @@ import { PROVIDER_STATUSES } from "../presence/status.js";
 import type { Telemetry } from "../telemetry.js";
 import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
-import { refuseUpgrade, sendJson, type HttpModule } from "./router.js";
+import { refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
 import { AuthFailureLimiter } from "./auth-limit.js";
 import { StatusPages } from "./status-pages.js";
@@ -47,7 +47,7 @@ const publishBody = z.object({ user_id: z.string(), status: z.string() }).passth
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());
   const hintLimiter = new KeyedRateLimiter(deps.hintsPerAddress, deps.hintsPerAddress * 2);
-  const authorized = (req: IncomingMessage, url: URL): boolean =>
+  const authorized = (req: IncomingMessage, url: RequestUrl): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
   const notReady = (): string => deps.notReadyReason() ?? "first snapshot not loaded yet";
   const authFailures = new AuthFailureLimiter(
@@ -75,7 +75,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
     };
   };
 
-  function status(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  function status(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     if (!authorized(req, url)) {
       const failed = authFailed(req);
       return sendError(res, failed.code, failed.message, failed.headers);

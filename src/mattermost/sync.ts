@@ -216,7 +216,8 @@ export class PresenceSync {
     this.health.lastDirectoryAt = Date.now();
     const withoutEmail = users.filter((u) => u.email === "").length;
     if (withoutEmail !== this.health.usersWithoutEmail || reason === "startup") {
-      if (withoutEmail > 0 && withoutEmail === users.length) {
+      // The token always sees its own user's email, so "none visible" is all but one.
+      if (withoutEmail > 0 && withoutEmail >= users.length - 1) {
         this.opts.log.error(
           { event: "emails_hidden", users: users.length },
           "the Mattermost token sees no email addresses, so Outlook can match nobody: use a system admin's token, or turn on ShowEmailAddress",

@@ -241,7 +241,6 @@ describe("the CLI's configuration errors", () => {
     assert.equal(r.code, 2);
     assert.match(r.stderr, /MATTERMOST_URL/);
     assert.match(r.stderr, /MATTERMOST_TOKEN/);
-    assert.match(r.stderr, /PRESENCE_SECRET/);
     assert.match(r.stderr, /PRESENCE_POLL_INTERVAL_MS.*at least 250/);
   });
 

@@ -250,8 +250,6 @@ describe("Redis restarting under the replicas", () => {
             .map((l) => `${String(l.time)} ${String(l.event)} ${String(l.msg)}`)
             .join("\n"),
         );
-        const { writeFileSync } = await import("node:fs");
-        gws.forEach((g, k) => writeFileSync(`/tmp/replica-${k}.log`, g.output));
         throw new Error(`replica ${i}: ${(err as Error).message}\n${events.join("\n----\n")}`);
       }
       assert.ok(converged(p, sim));

@@ -152,3 +152,24 @@ describe("readiness and the keepalive", () => {
     await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 5000, "ready again");
   });
 });
+
+describe("a token that sees no emails", () => {
+  test("is reported loudly at startup (the token's own user is the only one with an email)", async () => {
+    const sim = new MattermostSimulator({ token: TOKEN, users: 20, seed: 8, emailsVisible: false });
+    await sim.start(0, "127.0.0.1");
+    const gw = await startGateway(sim, { PRESENCE_POLL_INTERVAL_MS: "250" });
+    try {
+      await waitUntil(
+        () => gw.lines.some((l) => l.event === "emails_hidden"),
+        5000,
+        "the emails_hidden error",
+      );
+      const line = gw.lines.find((l) => l.event === "emails_hidden")!;
+      assert.equal(line.level, "error");
+      assert.match(String(line.msg), /ShowEmailAddress/);
+    } finally {
+      await gw.gateway.stop(1000);
+      await sim.stop();
+    }
+  });
+});

@@ -4,7 +4,7 @@ import { gzip } from "node:zlib";
 import { z } from "zod";
 import { secretMatches } from "../auth.js";
 import { sendError } from "../errors.js";
-import type { HttpRoute } from "../router.js";
+import type { HttpRoute, RequestUrl } from "../router.js";
 import { OPENAPI } from "./openapi.js";
 import { V2_BASE } from "./protocol.js";
 import {
@@ -110,7 +110,7 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
     );
   }
 
-  function get(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  function get(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     if (!guard(req, res)) return;
     let filter: UserFilter | undefined;
     try {
