@@ -98,7 +98,7 @@ export async function runChecks(
     for (const c of ["token", "emails", "statuses-on", "status-api", "poll-cost"]) {
       skip(c, "needs a reachable Mattermost");
     }
-    if (gatewayUrl) await checkGateway(config, client, gatewayUrl, report);
+    await checkSecretAndGateway(false);
     return results;
   }
 
@@ -249,34 +249,61 @@ export async function runChecks(
     skip("poll-cost", "needs the user list");
   }
 
-  if (gatewayUrl) await checkGateway(config, client, gatewayUrl, report);
+  await checkSecretAndGateway(true);
   return results;
+
+  async function checkSecretAndGateway(mattermostReachable: boolean): Promise<void> {
+    const secret = await checkSecret(config, mattermostReachable ? client : undefined, report);
+    if (!gatewayUrl) return;
+    if (secret === undefined) report("SKIP", "gateway", "needs the secret");
+    else await checkGateway(secret, gatewayUrl, config.requestTimeoutMs, report);
+  }
+}
+
+/** Says where the gateway's secret comes from, and checks that it can be had. */
+async function checkSecret(
+  config: Config,
+  /** Unset when Mattermost is unreachable. */
+  client: MattermostClient | undefined,
+  report: (verdict: Verdict, check: string, message: string) => void,
+): Promise<string | undefined> {
+  if (!config.settingsFromMattermost && config.secret !== undefined) {
+    const file = config.secretFiles.PRESENCE_SECRET;
+    report("PASS", "secret", `from ${file ? `PRESENCE_SECRET_FILE (${file})` : "PRESENCE_SECRET"}`);
+    return config.secret;
+  }
+  if (!client) {
+    report("SKIP", "secret", "read from the old plugin's settings: needs a reachable Mattermost");
+    return undefined;
+  }
+  try {
+    const settings = await fetchPluginSettings(client);
+    const page = settings.pageSize === undefined ? "" : `, page size ${settings.pageSize}`;
+    report(
+      "PASS",
+      "secret",
+      `from the old plugin's settings in Mattermost (PRESENCE_SECRET ${config.secret === undefined ? "is unset" : "is also accepted"}${page})`,
+    );
+    return settings.secret;
+  } catch (err) {
+    const why = err instanceof PluginSettingsError ? err.message : describeError(err);
+    report("FAIL", "secret", `the old plugin's secret cannot be read from Mattermost: ${why}`);
+    return undefined;
+  }
 }
 
 async function checkGateway(
-  config: Config,
-  client: MattermostClient,
+  secret: string,
   gatewayUrl: string,
+  timeoutMs: number,
   report: (verdict: Verdict, check: string, message: string) => void,
 ): Promise<void> {
-  let secret = config.secret;
-  if (secret === undefined) {
-    try {
-      secret = (await fetchPluginSettings(client)).secret;
-      report("PASS", "secret", "PRESENCE_SECRET is unset: the old plugin's secret was read from Mattermost");
-    } catch (err) {
-      const why = err instanceof PluginSettingsError ? err.message : describeError(err);
-      report("FAIL", "secret", `PRESENCE_SECRET is unset and the old plugin's secret cannot be read: ${why}`);
-      report("SKIP", "gateway", "needs the secret");
-      return;
-    }
-  }
   const base = gatewayUrl.replace(/\/+$/, "");
   const target = `${base}${COMPAT_BASE}/status`;
   let res: Response;
   try {
     res = await fetch(`${target}?secret=${encodeURIComponent(secret)}&page=0`, {
-      signal: AbortSignal.timeout(config.requestTimeoutMs),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
     report("FAIL", "gateway", `cannot reach ${base} (${networkCode(err)}): is the gateway running there?`);

@@ -52,6 +52,8 @@ describe("outlook-presence doctor, against the simulator", () => {
   const sims: MattermostSimulator[] = [];
   const sim = async (opts: Partial<ConstructorParameters<typeof MattermostSimulator>[0]> = {}) => {
     const s = new MattermostSimulator({ token: TOKEN, users: 250, seed: 5, ...opts });
+    // The old plugin's settings, as a Mattermost being migrated has them.
+    s.setPluginSettings("com.mattermost.outlook-presence", { secret: SECRET });
     sims.push(s);
     await s.start(0, "127.0.0.1");
     return s;
@@ -77,8 +79,10 @@ describe("outlook-presence doctor, against the simulator", () => {
         ["statuses-on", "PASS"],
         ["status-api", "PASS"],
         ["poll-cost", "PASS"],
+        ["secret", "PASS"],
       ],
     );
+    assert.match(line(r.out, "secret").message, /^from the old plugin's settings in Mattermost/);
     assert.match(line(r.out, "reachable").message, /^Mattermost 10\.5\.0 answers at/);
     assert.match(line(r.out, "token").message, /@presence-bot, a bot/);
     const active = good.listUsers().filter((u) => u.delete_at === 0).length;
@@ -87,6 +91,18 @@ describe("outlook-presence doctor, against the simulator", () => {
       line(r.out, "poll-cost").message,
       new RegExp(`^${active} active users: 2 status requests every 3000 ms`),
     );
+  });
+
+  test("where the secret comes from: PRESENCE_SECRET, or FAIL when neither it nor the plugin's settings exist", async () => {
+    const fromEnv = await doctor(good.url, TOKEN, [], { PRESENCE_SECRET: SECRET });
+    assert.equal(fromEnv.code, 0);
+    assert.equal(line(fromEnv.out, "secret").message, "from PRESENCE_SECRET");
+    const bare = await sim();
+    bare.setPluginSettings("com.mattermost.outlook-presence", undefined);
+    const none = await doctor(bare.url);
+    assert.equal(none.code, 1);
+    assert.equal(line(none.out, "secret").verdict, "FAIL");
+    assert.match(line(none.out, "secret").message, /set PRESENCE_SECRET/);
   });
 
   test("a bad token: FAIL token with what to do, dependent checks skipped, exit 1", async () => {
