@@ -11,6 +11,7 @@ import { refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./rou
 import { KeyedRateLimiter } from "./rate-limit.js";
 import { AuthFailureLimiter } from "./auth-limit.js";
 import { StatusPages } from "./status-pages.js";
+import { readJsonBody } from "./body.js";
 import type { WsHub } from "./ws-hub.js";
 
 /** The old plugin's base path: deployed providers request exactly this. */
@@ -117,26 +118,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
         "Retry-After": "1",
       });
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_PUBLISH_BODY) {
-        sendError(res, "body_too_large", `at most ${MAX_PUBLISH_BODY} bytes`, { Connection: "close" });
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("error", () => undefined);
-    req.on("end", () => {
-      if (res.headersSent) return;
-      let body: unknown;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      } catch {
-        return sendError(res, "invalid_body", 'expected JSON {"user_id","status"}');
-      }
+    readJsonBody(req, res, MAX_PUBLISH_BODY, 'expected JSON {"user_id","status"}', (body) => {
       const parsed = publishBody.safeParse(body);
       if (!parsed.success) return sendError(res, "invalid_body", 'expected JSON {"user_id","status"}');
       if (!isMattermostId(parsed.data.user_id))

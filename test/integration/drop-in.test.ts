@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
+import { waitUntil } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const PLUGIN_ID = "com.mattermost.outlook-presence";
@@ -11,18 +12,6 @@ const NEW_SECRET = `new-${process.pid}-Secret`;
 
 async function statusCode(url: string, secret: string): Promise<number> {
   return (await fetch(`${url}${BASE}/status?secret=${encodeURIComponent(secret)}`)).status;
-}
-
-async function waitFor(
-  pred: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe("settings from the old plugin's System Console configuration", () => {
@@ -39,7 +28,7 @@ describe("settings from the old plugin's System Console configuration", () => {
       PRESENCE_POLL_INTERVAL_MS: "500",
       PRESENCE_SECRET_OVERLAP_MS: "60000",
     });
-    await waitFor(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
+    await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
   });
   after(async () => {
     assert.equal(await gw.stop(), 0);
@@ -59,7 +48,7 @@ describe("settings from the old plugin's System Console configuration", () => {
     const p = new FakeProvider(gw.url, OLD_SECRET);
     await p.connect();
     sim.setPluginSettings(PLUGIN_ID, { Secret: NEW_SECRET, PerPageStatuses: 25 });
-    await waitFor(async () => (await statusCode(gw.url, NEW_SECRET)) === 200, 10_000, "the new secret");
+    await waitUntil(async () => (await statusCode(gw.url, NEW_SECRET)) === 200, 10_000, "the new secret");
     assert.equal(await statusCode(gw.url, OLD_SECRET), 200, "previous secret accepted during the overlap");
     assert.equal(p.ws?.readyState, p.ws?.OPEN, "connected providers stay connected");
     await gw.waitFor((l) => l.event === "plugin_settings_changed" && l.reason === "config_changed", 2000);
@@ -131,7 +120,7 @@ describe("POST /status/publish: a hint, never trusted", () => {
       PRESENCE_HINTS_PER_SECOND: "4",
       PRESENCE_HINTS_PER_ADDRESS: "50",
     });
-    await waitFor(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
+    await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
   });
   after(async () => {
     assert.equal(await gw.stop(), 0);
@@ -180,7 +169,7 @@ describe("POST /status/publish: a hint, never trusted", () => {
     const forged = held === "dnd" ? "online" : "dnd";
     const before = sim.stats.statusIdsRequests;
     assert.equal((await publish({ user_id: u.id, status: forged })).status, 200);
-    await waitFor(() => sim.stats.statusIdsRequests > before, 5000, "the re-read");
+    await waitUntil(() => sim.stats.statusIdsRequests > before, 5000, "the re-read");
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(
       p.messages.slice(from).filter((m) => m.email === u.email),

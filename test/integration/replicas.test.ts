@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, type LogLine } from "../helpers/gateway-process.js";
+import { waitUntil } from "../helpers/in-process.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { PrivateRedis, REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis.js";
 
@@ -9,18 +10,6 @@ const TOKEN = `tok-${process.pid}-replicas`;
 const SECRET = `sec-${process.pid}-replicas`;
 const POLL_MS = 500;
 const TTL_MS = 2000;
-
-async function waitFor(
-  pred: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const ready = async (gw: GatewayProcess) =>
   (await fetch(`${gw.url}/readyz`).catch(() => undefined))?.status === 200;
@@ -50,7 +39,7 @@ async function cluster(
   };
   const gws: GatewayProcess[] = [];
   for (let i = 0; i < n; i++) gws.push(await GatewayProcess.start(env));
-  for (const gw of gws) await waitFor(() => ready(gw), 15_000, "replica ready");
+  for (const gw of gws) await waitUntil(() => ready(gw), 15_000, "replica ready");
   return gws;
 }
 
@@ -118,7 +107,7 @@ describe("several replicas on one Redis", () => {
   });
 
   test("exactly one replica leads", async () => {
-    await waitFor(() => gws.filter(isLeader).length === 1, 5000, "one leader");
+    await waitUntil(() => gws.filter(isLeader).length === 1, 5000, "one leader");
   });
 
   test("clients on every replica receive every change", async () => {
@@ -157,7 +146,7 @@ describe("several replicas on one Redis", () => {
     const killedAt = Date.now();
     leader.child.kill("SIGKILL");
     const changed = flip(sim, 10, 30);
-    await waitFor(() => survivors.some(isLeader), TTL_MS * 3, "a new leader");
+    await waitUntil(() => survivors.some(isLeader), TTL_MS * 3, "a new leader");
     const newLeader = survivors.find(isLeader)!;
     const acquired = newLeader.logs.filter((l) => l.event === "leader_acquired").at(-1)!;
     for (const p of survivorClients) {
@@ -185,7 +174,7 @@ describe("several replicas on one Redis", () => {
     const leader = gws.find(isLeader)!;
     const other = gws.find((g) => g !== leader)!;
     leader.child.kill("SIGSTOP");
-    await waitFor(() => isLeader(other), TTL_MS * 4, "the other replica takes over");
+    await waitUntil(() => isLeader(other), TTL_MS * 4, "the other replica takes over");
     const takeover = time(other.logs.filter((l) => l.event === "leader_acquired").at(-1)!);
     leader.child.kill("SIGCONT");
     await leader.waitFor((l) => l.event === "leader_lost" && time(l) > takeover, 10_000);
@@ -255,6 +244,6 @@ describe("Redis restarting under the replicas", () => {
       assert.ok(converged(p, sim));
     }
     for (const gw of gws) assert.equal(gw.child.exitCode, null, "still running");
-    await waitFor(() => gws.filter(isLeader).length === 1, 10_000, "one leader again");
+    await waitUntil(() => gws.filter(isLeader).length === 1, 10_000, "one leader again");
   });
 });

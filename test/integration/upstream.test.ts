@@ -5,6 +5,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { MattermostSimulator } from "../../src/simulator/index.js";
+import { waitUntil } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-upstream`;
@@ -36,18 +37,6 @@ async function startGateway(sim: MattermostSimulator, env: Record<string, string
   const gateway = new Gateway(config, createLogger("debug", new SecretScrubber(), sink));
   const url = await gateway.start();
   return { gateway, url, lines };
-}
-
-async function waitUntil(
-  pred: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = "condition",
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe("upstream cost", () => {

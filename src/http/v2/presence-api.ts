@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { gzip } from "node:zlib";
 import { z } from "zod";
 import { secretMatches } from "../auth.js";
+import { readJsonBody } from "../body.js";
 import { sendError } from "../errors.js";
 import type { HttpRoute, RequestUrl } from "../router.js";
 import { OPENAPI } from "./openapi.js";
@@ -127,27 +128,7 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
       req.resume();
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      if (res.headersSent) return;
-      size += c.length;
-      if (size > MAX_QUERY_BODY) {
-        sendError(res, "body_too_large", `at most ${MAX_QUERY_BODY} bytes`, { Connection: "close" });
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("error", () => undefined);
-    req.on("end", () => {
-      if (res.headersSent) return;
-      let json: unknown;
-      try {
-        json = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      } catch {
-        return sendError(res, "invalid_body", 'expected JSON {"emails"?: [...], "user_ids"?: [...]}');
-      }
+    readJsonBody(req, res, MAX_QUERY_BODY, 'expected JSON {"emails"?: [...], "user_ids"?: [...]}', (json) => {
       const parsed = queryBody.safeParse(json);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
