@@ -16,8 +16,9 @@ Commands:
   start       run the gateway (settings from flags, environment variables and *_FILE files)
   demo        run a built-in Mattermost simulator and the gateway, and print what to put
               in the provider's config.json  [--users N] [--port P] [--poll-interval-ms MS]
-  doctor      check the configured Mattermost (reachable, token, emails, statuses, poll cost)
-              and, with --gateway URL, the gateway; one PASS/WARN/FAIL line per check
+  doctor      check the configured Mattermost (reachable, token, emails, statuses, poll cost,
+              where the secret comes from) and, with --gateway URL, the gateway; one
+              PASS/WARN/FAIL line per check
   simulate    run only the Mattermost simulator (see: outlook-presence simulate --help)
   secret      print a new random secret for PRESENCE_SECRET
   watch       live presence from a gateway's API v2: a table on a terminal, a line per change
