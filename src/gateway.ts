@@ -23,7 +23,8 @@ import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
 
 /**
  * The whole service, wired in the one direction data flows:
- * Mattermost → sync → snapshot → (pages, hub) → providers.
+ * Mattermost → sync (on the leader only) → snapshot ⇄ broker (other replicas) →
+ * (pages, hub, API v2, admin feed) → providers and clients.
  */
 export class Gateway {
   readonly snapshot = new PresenceSnapshot();
@@ -221,17 +222,25 @@ export class Gateway {
         );
       }
     }
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(this.config.port, this.config.host, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
-    this.hub.start();
-    this.v2.stream.start();
+    // Before listening: an unreachable Redis is a startup error, with no port left bound.
     this.broker.onHint((id) => this.sync.hintUser(id));
     await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once("error", reject);
+        this.server.listen(this.config.port, this.config.host, () => {
+          this.server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.events.stop();
+      await this.sync.stop();
+      await this.broker.stop();
+      throw err;
+    }
+    this.hub.start();
+    this.v2.stream.start();
     this.pluginSettings?.start();
     const addr = this.server.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;

@@ -100,7 +100,7 @@ export class RedisBroker implements Broker {
     } catch (err) {
       this.disconnect();
       throw new BrokerError(
-        `cannot reach Redis at REDIS_URL (${(err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
+        `cannot reach Redis at REDIS_URL (${this.lastError ?? (err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
       );
     }
     await this.sub.subscribe(this.keys.hints);

@@ -3,6 +3,7 @@ import { Gateway } from "../gateway.js";
 import { watchSecretFiles } from "../config/watch-secrets.js";
 import { SecretScrubber, createLogger } from "../log.js";
 import { PluginSettingsError } from "../mattermost/plugin-settings.js";
+import { BrokerError } from "../broker/index.js";
 
 export function secretsOf(config: Config): string[] {
   return [
@@ -47,6 +48,12 @@ export async function runStart(argv: string[]): Promise<number> {
       log.flush();
       process.stderr.write(`outlook-presence: ${err.message}\n`);
       return 2;
+    }
+    if (err instanceof BrokerError) {
+      log.fatal({ event: "broker_unreachable" }, err.message);
+      log.flush();
+      process.stderr.write(`outlook-presence: ${err.message}\n`);
+      return 1;
     }
     log.fatal(
       { event: "listen_failed", err: (err as Error).message },

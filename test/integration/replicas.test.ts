@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
-import { GatewayProcess, type LogLine } from "../helpers/gateway-process.js";
+import { GatewayProcess, runCli, type LogLine } from "../helpers/gateway-process.js";
 import { waitUntil } from "../helpers/in-process.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { PrivateRedis, REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis.js";
@@ -245,5 +245,20 @@ describe("Redis restarting under the replicas", () => {
     }
     for (const gw of gws) assert.equal(gw.child.exitCode, null, "still running");
     await waitUntil(() => gws.filter(isLeader).length === 1, 10_000, "one leader again");
+  });
+});
+
+describe("a Redis that cannot be reached at start", () => {
+  test("is a startup error naming REDIS_URL: exit 1, no port left bound", async () => {
+    const r = await runCli(["start"], {
+      MATTERMOST_URL: "http://127.0.0.1:9",
+      MATTERMOST_TOKEN: TOKEN,
+      PRESENCE_SECRET: SECRET,
+      REDIS_URL: "redis://127.0.0.1:1",
+      HOST: "127.0.0.1",
+      PORT: "0",
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot reach Redis at REDIS_URL \(connect ECONNREFUSED/);
   });
 });
