@@ -74,6 +74,9 @@ describe("secrets", () => {
     const refused = await upgrade(gw.url, "secret=nope");
     assert.equal(refused.status, 403);
     assert.equal((JSON.parse(refused.body) as { error: { code: string } }).error.code, "invalid_secret");
+    // The gateway's log lines reach us asynchronously: wait for the good one, then count.
+    await gw.waitFor((l) => l.event === "ws_connect");
+    await new Promise((r) => setTimeout(r, 200));
     assert.equal(
       gw.logs.filter((l) => l.event === "ws_connect").length,
       1,
