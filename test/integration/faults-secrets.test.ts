@@ -104,6 +104,8 @@ describe("secrets", () => {
     assert.equal((await fetch(`${gw.url}${BASE}/status?secret=${encodeURIComponent(SECRET)}`)).status, 200);
     assert.equal((await upgrade(gw.url, `secret=${encodeURIComponent(SECRET)}`)).status, 101);
     for (let i = 0; i < 10; i++) assert.equal((await wrong()).status, 429);
+    await gw.waitFor((l) => l.event === "auth_rate_limited");
+    await new Promise((r) => setTimeout(r, 200)); // any further (wrong) line would be in by now
     assert.equal(gw.logs.filter((l) => l.event === "auth_rate_limited").length, 1, "one log line per window");
   });
 
