@@ -88,7 +88,10 @@ export class Gateway {
         overlapMs: config.secretOverlapMs,
         refreshMs: config.directoryRefreshMs,
         extra: () => staticSecrets(this.config),
-        onChange: () => this.onSecrets(this.secrets()),
+        onChange: () => {
+          this.onSecrets(this.secrets());
+          this.sharePluginSettings();
+        },
       });
     }
     this.hub = new WsHub({
@@ -192,15 +195,26 @@ export class Gateway {
     return undefined;
   }
 
-  /** The leader polls Mattermost and listens to its events; a follower only serves. */
+  /**
+   * The leader polls Mattermost, listens to its events and follows the old plugin's settings; a
+   * follower only serves, with the settings the leader shares through the broker.
+   */
   private onLeadership(leader: boolean): void {
     if (leader) {
       this.sync.start();
       this.events.start();
+      this.pluginSettings?.start();
+      this.sharePluginSettings();
     } else {
       this.events.stop();
+      this.pluginSettings?.stop();
       void this.sync.stop();
     }
+  }
+
+  private sharePluginSettings(): void {
+    const shared = this.pluginSettings?.shared();
+    if (shared && this.broker.isLeader) this.broker.sharePluginSettings(shared);
   }
 
   /**
@@ -224,6 +238,7 @@ export class Gateway {
     }
     // Before listening: an unreachable Redis is a startup error, with no port left bound.
     this.broker.onHint((id) => this.sync.hintUser(id));
+    this.broker.onPluginSettings((shared) => this.pluginSettings?.adopt(shared));
     await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
     try {
       await new Promise<void>((resolve, reject) => {
@@ -241,7 +256,6 @@ export class Gateway {
     }
     this.hub.start();
     this.v2.stream.start();
-    this.pluginSettings?.start();
     const addr = this.server.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
     const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${addr.port}`;

@@ -19,4 +19,8 @@ export class MemoryBroker implements Broker {
   }
 
   onHint(): void {}
+
+  sharePluginSettings(): void {} // nobody to share with
+
+  onPluginSettings(): void {}
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "../log.js";
+import type { SharedPluginSettings } from "../mattermost/plugin-settings.js";
 import type { Change, ChangeMeta, PresenceSnapshot, SnapshotState } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { BrokerError, type Broker } from "./types.js";
@@ -54,7 +55,9 @@ export class RedisBroker implements Broker {
   /** When our lease surely ends if we cannot renew it (a paused process must not keep polling). */
   private leaseValidUntil = 0;
   private readonly id = randomUUID();
-  private readonly keys: { leader: string; state: string; changes: string; hints: string };
+  private readonly keys: { leader: string; state: string; changes: string; hints: string; settings: string };
+  private settingsListener: (s: SharedPluginSettings) => void = () => undefined;
+  private lastSettings = "";
   private cmd!: Redis;
   private reader!: Redis;
   private sub!: Redis;
@@ -74,7 +77,13 @@ export class RedisBroker implements Broker {
 
   constructor(private readonly opts: RedisBrokerOptions) {
     const p = opts.prefix;
-    this.keys = { leader: `${p}:leader`, state: `${p}:state`, changes: `${p}:changes`, hints: `${p}:hints` };
+    this.keys = {
+      leader: `${p}:leader`,
+      state: `${p}:state`,
+      changes: `${p}:changes`,
+      hints: `${p}:hints`,
+      settings: `${p}:settings`,
+    };
   }
 
   get isLeader(): boolean {
@@ -143,6 +152,29 @@ export class RedisBroker implements Broker {
     this.hintListener = fn;
   }
 
+  sharePluginSettings(settings: SharedPluginSettings): void {
+    const json = JSON.stringify(settings);
+    this.lastSettings = json;
+    this.publishing = this.publishing.then(() =>
+      this.cmd
+        .eval(FENCED_SET, 2, this.keys.leader, this.keys.settings, this.id, json)
+        .then(() => undefined)
+        .catch((err: Error) => this.noteError(err)),
+    );
+  }
+
+  onPluginSettings(fn: (settings: SharedPluginSettings) => void): void {
+    this.settingsListener = fn;
+  }
+
+  /** Followers: picks up settings the leader shared (checked every lease round, TTL/3). */
+  private async readPluginSettings(): Promise<void> {
+    const json = await this.cmd.get(this.keys.settings);
+    if (!json || json === this.lastSettings) return;
+    this.lastSettings = json;
+    this.settingsListener(JSON.parse(json) as SharedPluginSettings);
+  }
+
   private disconnect(): void {
     for (const c of [this.cmd, this.reader, this.sub]) c?.disconnect();
   }
@@ -174,6 +206,7 @@ export class RedisBroker implements Broker {
         return;
       }
       const took = await this.cmd.set(this.keys.leader, this.id, "PX", this.opts.leaderTtlMs, "NX");
+      if (took !== "OK") await this.readPluginSettings();
       if (took === "OK") {
         this.leaseValidUntil = asked + this.opts.leaderTtlMs;
         await this.promote();

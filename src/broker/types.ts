@@ -1,3 +1,4 @@
+import type { SharedPluginSettings } from "../mattermost/plugin-settings.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
 
 /**
@@ -32,6 +33,13 @@ export interface Broker {
   forwardHint(userId: string): boolean;
   /** Hints forwarded by followers arrive here, on the leader. */
   onHint(fn: (userId: string) => void): void;
+  /**
+   * The leader shares the old plugin's settings it read from Mattermost (the secret, so the
+   * backend must be as private as Mattermost's own database); followers receive them through
+   * `onPluginSettings` soon after, and at start.
+   */
+  sharePluginSettings(settings: SharedPluginSettings): void;
+  onPluginSettings(fn: (settings: SharedPluginSettings) => void): void;
 }
 
 export class BrokerError extends Error {

@@ -78,6 +78,12 @@ export async function fetchPluginSettings(client: MattermostClient): Promise<Plu
   }
 }
 
+/** What a leader shares with the other replicas so that they never ask Mattermost themselves. */
+export interface SharedPluginSettings {
+  current: PluginSettings;
+  previous?: { secret: string; until: number };
+}
+
 export interface SecretSet {
   /** Accepted secrets, current first. */
   accepted(): readonly string[];
@@ -115,6 +121,21 @@ export class PluginSettingsFollower implements SecretSet {
   seed(s: PluginSettings): void {
     this.current = s;
     this.opts.onChange?.(s);
+  }
+
+  /** The state to share with other replicas (undefined until read). */
+  shared(): SharedPluginSettings | undefined {
+    return this.current && { current: this.current, previous: this.previous };
+  }
+
+  /** Takes over what the leading replica read (a follower does not read Mattermost itself). */
+  adopt(shared: SharedPluginSettings): void {
+    const changed =
+      this.current?.secret !== shared.current.secret || this.current?.pageSize !== shared.current.pageSize;
+    this.current = shared.current;
+    this.previous = shared.previous;
+    this.lastError = undefined;
+    if (changed) this.opts.onChange?.(shared.current);
   }
 
   accepted(): readonly string[] {

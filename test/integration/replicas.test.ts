@@ -262,3 +262,59 @@ describe("a Redis that cannot be reached at start", () => {
     assert.match(r.stderr, /cannot reach Redis at REDIS_URL \(connect ECONNREFUSED/);
   });
 });
+
+describe("replicas with the secret from the old plugin's settings", () => {
+  const prefix = uniquePrefix("settings");
+  let sim: MattermostSimulator;
+  const gws: GatewayProcess[] = [];
+
+  before(async () => {
+    sim = new MattermostSimulator({ token: TOKEN, users: 40, seed: 23 });
+    sim.setPluginSettings("com.mattermost.outlook-presence", { secret: "first-Secret-1234" });
+    await sim.start(0, "127.0.0.1");
+    for (let i = 0; i < 2; i++) {
+      gws.push(
+        await GatewayProcess.start({
+          MATTERMOST_URL: sim.url,
+          MATTERMOST_TOKEN: TOKEN,
+          PRESENCE_POLL_INTERVAL_MS: String(POLL_MS),
+          PRESENCE_DIRECTORY_REFRESH_MS: "1000",
+          REDIS_URL,
+          PRESENCE_REDIS_PREFIX: prefix,
+          PRESENCE_LEADER_TTL_MS: String(TTL_MS),
+        }),
+      );
+    }
+    for (const gw of gws) await waitUntil(() => ready(gw), 15_000, "replica ready");
+  });
+
+  after(async () => {
+    for (const gw of gws) await gw.stop();
+    await sim.stop();
+    await dropPrefix(REDIS_URL, prefix);
+  });
+
+  test("a regenerated secret reaches every replica, and only the leader reads Mattermost's config", async () => {
+    const status = (gw: GatewayProcess, secret: string) =>
+      fetch(`${gw.url}/plugins/com.mattermost.outlook-presence/api/v1/status?secret=${secret}`).then(
+        (r) => r.status,
+      );
+    for (const gw of gws) assert.equal(await status(gw, "first-Secret-1234"), 200);
+    sim.resetStats();
+    sim.setPluginSettings("com.mattermost.outlook-presence", { secret: "second-Secret-5678" });
+    for (const gw of gws) {
+      await waitUntil(async () => (await status(gw, "second-Secret-5678")) === 200, 10_000, "the new secret");
+      assert.equal(await status(gw, "first-Secret-1234"), 403);
+    }
+    // Several refresh intervals (1 s) pass: reads come from one replica only, not two.
+    await new Promise((r) => setTimeout(r, 3000));
+    const reads = sim.stats.requests.config ?? 0;
+    const follower = gws.find((g) => !isLeader(g))!;
+    assert.ok(reads >= 1 && reads <= 6, `${reads} config reads in ~4 s with a 1 s refresh`);
+    assert.equal(
+      follower.logs.some((l) => l.event === "plugin_settings_changed" && l.reason === "periodic"),
+      false,
+      "the follower never reads the settings itself",
+    );
+  });
+});
