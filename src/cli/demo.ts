@@ -114,6 +114,8 @@ export async function runDemo(argv: string[]): Promise<number> {
       ),
       "",
       `Try: curl '${url}/plugins/com.mattermost.outlook-presence/api/v1/status?secret=${secret}&page=0'`,
+      `Admin page: ${url}/admin?token=${secret}`,
+      `Live view:  npx outlook-presence watch --url ${url} --secret ${secret}`,
       "Status changes (Ctrl-C to stop):",
       "",
     ].join("\n"),
