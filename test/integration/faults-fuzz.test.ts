@@ -217,8 +217,10 @@ describe("fuzzed client input", () => {
     );
     assert.deepEqual(crashes, []);
     assert.ok(!gw.lines.some((l) => l.event === "http_error" || l.event === "upgrade_error"));
-    // The fuzz reached the handlers, not only the parser.
-    assert.ok((statuses.get(403) ?? 0) > 0 && (statuses.get(404) ?? 0) > 0, JSON.stringify([...statuses]));
+    // The fuzz reached the route table and the handlers, not only the HTTP parser (which answers
+    // most of it 400). Which of 403/405/200 shows up varies from run to run: any one proves it.
+    const handled = (statuses.get(403) ?? 0) + (statuses.get(405) ?? 0) + (statuses.get(200) ?? 0);
+    assert.ok(handled > 0 && (statuses.get(404) ?? 0) > 0, JSON.stringify([...statuses]));
     assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);
   });
 
