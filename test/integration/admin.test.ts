@@ -176,7 +176,11 @@ describe("the admin page (real CLI process against the simulator)", () => {
         await page.goto(`${gw.url}/admin?token=${ADMIN}`);
         assert.equal(new URL(page.url()).pathname, "/admin");
         assert.equal(new URL(page.url()).search, "", "the token is gone from the address bar");
-        await page.waitForFunction(`document.getElementById("ready").textContent === "ready"`);
+        // Locator waits, not string predicates: the page's CSP forbids the eval those need.
+        await page
+          .locator("#ready")
+          .filter({ hasText: /^ready$/ })
+          .waitFor();
 
         const want = visible();
         const expected: Record<string, number> = { online: 0, away: 0, dnd: 0, offline: 0 };
@@ -185,7 +189,10 @@ describe("the admin page (real CLI process against the simulator)", () => {
           assert.equal(await page.textContent(`#count-${status}`), String(n), `count of ${status}`);
         }
         assert.equal(await page.textContent("#users"), String(want.size));
-        await page.waitForFunction(`document.getElementById("feed-state").textContent === "(live)"`);
+        await page
+          .locator("#feed-state")
+          .filter({ hasText: /^\(live\)$/ })
+          .waitFor();
 
         const moved: SimUser[] = [];
         for (const status of ["dnd", "away", "online"] as const) {
@@ -200,7 +207,10 @@ describe("the admin page (real CLI process against the simulator)", () => {
         const dnd = moved[0]!;
         await page.fill("#search-email", dnd.email);
         await page.click("#search button");
-        await page.waitForFunction(`/do not disturb/.test(document.getElementById("result").textContent)`);
+        await page
+          .locator("#result")
+          .filter({ hasText: /do not disturb/ })
+          .waitFor();
         assert.match((await page.textContent("#result")) ?? "", new RegExp(`@${dnd.username}`));
         if (process.env.ADMIN_SCREENSHOT) await page.screenshot({ path: process.env.ADMIN_SCREENSHOT });
       } finally {
