@@ -141,6 +141,8 @@ export class PresenceSnapshot {
    * held back until their first status arrives; an email change moves the user.
    */
   applyDirectory(next: readonly DirectoryUser[]): Change[] {
+    // The usual periodic refresh finds nothing new: check that in one cheap pass first.
+    if (this.directoryLoaded && this.sameDirectory(next)) return [];
     const wasReady = this.ready;
     const changes: Change[] = [];
     const at = this.now();
@@ -189,6 +191,16 @@ export class PresenceSnapshot {
       this.emit(changes, { directoryChanged: layoutChanged, resync: false });
     }
     return changes;
+  }
+
+  private sameDirectory(next: readonly DirectoryUser[]): boolean {
+    if (next.length !== this.users.length) return false;
+    for (let i = 0; i < next.length; i++) {
+      const d = next[i]!;
+      const u = this.users[i]!;
+      if (u.id !== d.id || u.email !== d.email || u.username !== d.username) return false;
+    }
+    return true;
   }
 
   /**
