@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
+import { expectedStatuses } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `test-token-${process.pid}-${Date.now()}`;
@@ -19,15 +20,7 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
     return p;
   };
   /** What Mattermost holds, as the provider should show it. */
-  const expected = (): Map<string, string> => {
-    const m = new Map<string, string>();
-    for (const u of sim.listUsers()) {
-      if (u.delete_at > 0 || !u.email) continue;
-      const s = sim.getStatus(u.id);
-      m.set(u.email, s === undefined ? "offline" : s === "ooo" ? "away" : s);
-    }
-    return m;
-  };
+  const expected = (): Map<string, string> => expectedStatuses(sim);
   const active = () => sim.listUsers().filter((u) => u.delete_at === 0);
 
   before(async () => {

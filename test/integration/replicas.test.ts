@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli, type LogLine } from "../helpers/gateway-process.js";
-import { waitUntil } from "../helpers/in-process.js";
+import { expectedStatuses, waitUntil } from "../helpers/in-process.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { PrivateRedis, REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis.js";
 
@@ -55,18 +55,8 @@ async function providersOn(gws: GatewayProcess[]): Promise<FakeProvider[]> {
   return ps;
 }
 
-function expected(sim: MattermostSimulator): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const u of sim.listUsers()) {
-    if (u.delete_at > 0 || !u.email) continue;
-    const s = sim.getStatus(u.id);
-    m.set(u.email, s === undefined ? "offline" : s === "ooo" ? "away" : s);
-  }
-  return m;
-}
-
 const converged = (p: FakeProvider, sim: MattermostSimulator) =>
-  [...expected(sim)].every(([email, status]) => p.store.get(email) === status);
+  [...expectedStatuses(sim)].every(([email, status]) => p.store.get(email) === status);
 
 function flip(
   sim: MattermostSimulator,
