@@ -147,7 +147,11 @@ describe("lifecycle (real CLI)", () => {
     writeFileSync(secretFile, `${second}\n`);
     await waitUntil(async () => (await statusWith(second)) === 200, 10_000, "the new secret accepted");
     assert.equal(await statusWith(SECRET), 403, "the old secret refused");
-    assert.ok(gw.logs.some((l) => l.event === "reload" && l.reason === "file_changed"));
+    await waitUntil(
+      () => gw.logs.some((l) => l.event === "reload" && l.reason === "file_changed"),
+      10_000,
+      "the file_changed reload logged",
+    );
 
     // 2. The token is revoked in Mattermost, and the new one is moved into place (as `mv` or a
     //    Kubernetes secret update does): ready again without a signal.
@@ -167,7 +171,13 @@ describe("lifecycle (real CLI)", () => {
     writeFileSync(secretFile, `${third}\n`);
     gw.child.kill("SIGHUP");
     await waitUntil(async () => (await statusWith(third)) === 200, 10_000, "the SIGHUP'd secret accepted");
-    assert.ok(gw.logs.some((l) => l.event === "reload" && l.reason === "SIGHUP"));
+    // The file watcher may have applied the new secret first; the SIGHUP's own log line arrives
+    // on stdout asynchronously, so wait for it rather than expect it already read.
+    await waitUntil(
+      () => gw.logs.some((l) => l.event === "reload" && l.reason === "SIGHUP"),
+      10_000,
+      "the SIGHUP reload logged",
+    );
 
     // The socket opened with the first secret survived all of it and still gets every change.
     assert.equal(p.ws!.readyState, p.ws!.OPEN);
