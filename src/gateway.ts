@@ -12,6 +12,7 @@ import {
 } from "./mattermost/plugin-settings.js";
 import { PresenceSync } from "./mattermost/sync.js";
 import { PresenceSnapshot } from "./presence/snapshot.js";
+import { clientAddressFrom } from "./http/client-address.js";
 import { compatApi } from "./http/compat.js";
 import { healthApi } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
@@ -94,6 +95,7 @@ export class Gateway {
         },
       });
     }
+    const clientAddress = clientAddressFrom(config.trustedProxies);
     this.hub = new WsHub({
       snapshot: this.snapshot,
       log,
@@ -102,6 +104,7 @@ export class Gateway {
       maxBufferBytes: config.wsMaxBufferBytes,
       pingIntervalMs: config.wsPingIntervalMs,
       telemetry,
+      clientAddress,
     });
     this.admin = adminApi({
       snapshot: this.snapshot,
@@ -113,6 +116,7 @@ export class Gateway {
       mattermostUrl: config.mattermostUrl,
       pollIntervalMs: () => this.config.pollIntervalMs,
       leader: () => this.broker.isLeader,
+      clientAddress,
     });
     this.metrics.observe({
       countsByStatus: () => this.snapshot.countsByStatus(),
@@ -134,30 +138,37 @@ export class Gateway {
       otherSockets: () => this.hub.size,
       maxConnections: config.maxConnections,
       telemetry,
+      clientAddress,
     });
-    this.server = createHttpServer(log, telemetry, [
-      compatApi({
-        snapshot: this.snapshot,
-        hub: this.hub,
-        log,
-        secrets: () => this.secrets(),
-        pageSize: () => this.pageSize(),
-        notReadyReason: () => this.notReadyReason(),
-        hintUser: (id) => (this.broker.isLeader ? this.sync.hintUser(id) : this.broker.forwardHint(id)),
-        hintsPerAddress: config.hintsPerAddress,
-        maxConnections: config.maxConnections,
-        authFailureBurst: config.authFailureBurst,
-        authFailureWindowMs: config.authFailureWindowMs,
-        telemetry,
-      }),
-      healthApi({
-        notReadyReason: () => this.notReadyReason(),
-        details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
-      }),
-      metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
-      this.admin,
-      this.v2,
-    ]);
+    this.server = createHttpServer(
+      log,
+      telemetry,
+      [
+        compatApi({
+          snapshot: this.snapshot,
+          hub: this.hub,
+          log,
+          secrets: () => this.secrets(),
+          pageSize: () => this.pageSize(),
+          notReadyReason: () => this.notReadyReason(),
+          hintUser: (id) => (this.broker.isLeader ? this.sync.hintUser(id) : this.broker.forwardHint(id)),
+          hintsPerAddress: config.hintsPerAddress,
+          maxConnections: config.maxConnections,
+          authFailureBurst: config.authFailureBurst,
+          authFailureWindowMs: config.authFailureWindowMs,
+          clientAddress,
+          telemetry,
+        }),
+        healthApi({
+          notReadyReason: () => this.notReadyReason(),
+          details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
+        }),
+        metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
+        this.admin,
+        this.v2,
+      ],
+      clientAddress,
+    );
     this.snapshot.onChanges((changes) => {
       for (const c of changes) {
         log.debug(

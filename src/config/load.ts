@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { LOG_LEVELS, SETTINGS, flagName, type SettingEnv, type SettingSpec } from "./schema.js";
@@ -39,6 +40,8 @@ export interface Config {
   shutdownGraceMs: number;
   authFailureBurst: number;
   authFailureWindowMs: number;
+  /** Peers whose X-Forwarded-For is believed (addresses and CIDRs); empty: none. */
+  trustedProxies: string[];
   host: string;
   port: number;
   logLevel: LogLevel;
@@ -89,6 +92,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",
   PRESENCE_AUTH_FAILURE_BURST: "authFailureBurst",
   PRESENCE_AUTH_FAILURE_WINDOW_MS: "authFailureWindowMs",
+  PRESENCE_TRUSTED_PROXIES: "trustedProxies",
   HOST: "host",
   PORT: "port",
   LOG_LEVEL: "logLevel",
@@ -104,7 +108,7 @@ function describe(spec: SettingSpec): string {
 }
 
 /** A zod schema per setting; its messages say what is expected, the caller adds the key. */
-function valueSchema(spec: SettingSpec): z.ZodType<string | number> {
+function valueSchema(spec: SettingSpec): z.ZodType<string | number | string[]> {
   switch (spec.kind) {
     case "int": {
       const lo = spec.min ?? 0;
@@ -144,7 +148,37 @@ function valueSchema(spec: SettingSpec): z.ZodType<string | number> {
         .refine((v) => !/\s/.test(v), "must not contain white space");
     case "string":
       return z.string().min(1, "expected a non-empty value");
+    case "addresses":
+      return z.string().transform((v, ctx) => {
+        if (v.trim() === "none") return [];
+        const parsed = parseTrustedProxies(v);
+        if ("entries" in parsed) return parsed.entries;
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `expected IP addresses or CIDR ranges separated by commas (or none), not ${JSON.stringify(parsed.bad)}`,
+        });
+        return z.NEVER;
+      });
   }
+}
+
+/**
+ * Parses `PRESENCE_TRUSTED_PROXIES`: addresses and CIDR ranges separated by commas
+ * (`127.0.0.1, 10.0.0.0/8, fd00::/8`). Returns the entries, or the first bad one.
+ */
+export function parseTrustedProxies(raw: string): { entries: string[] } | { bad: string } {
+  const entries = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const entry of entries) {
+    const [address = "", bits, extra] = entry.split("/");
+    const family = isIP(address);
+    const max = family === 4 ? 32 : 128;
+    const bitsOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max);
+    if (family === 0 || !bitsOk || extra !== undefined) return { bad: entry };
+  }
+  return { entries };
 }
 
 function cliOptions() {

@@ -2,7 +2,7 @@
  * Every setting the gateway reads, with its environment variable, its CLI flag and its default.
  * This table is the single source for parsing, validation, `--help` and the docs.
  */
-export type SettingKind = "string" | "url" | "int" | "secret" | "enum" | "bool";
+export type SettingKind = "string" | "url" | "int" | "secret" | "enum" | "bool" | "addresses";
 
 export interface SettingSpec {
   /** Environment variable name; the CLI flag is derived from it (see flagName). */
@@ -201,6 +201,12 @@ export const SETTINGS = [
     min: 1000,
     max: 86_400_000,
     help: "window of PRESENCE_AUTH_FAILURE_BURST; a limited address is answered 429 until it ends",
+  },
+  {
+    env: "PRESENCE_TRUSTED_PROXIES",
+    kind: "addresses",
+    default: "127.0.0.1,::1",
+    help: "reverse proxies (addresses or CIDRs, comma separated; none: no proxy) whose X-Forwarded-For names the client for per-address limits and logs",
   },
   { env: "HOST", kind: "string", default: "0.0.0.0", help: "address to listen on" },
   {

@@ -9,6 +9,7 @@ import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS } from "./admin-page.js";
 import { constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
 import { sendJson, type HttpModule, type RequestUrl } from "./router.js";
+import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
 
 export interface AdminDeps {
   snapshot: PresenceSnapshot;
@@ -25,6 +26,8 @@ export interface AdminDeps {
   /** How often the page gets a fresh summary (default 2000 ms). */
   summaryIntervalMs?: number;
   now?: () => number;
+  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
+  clientAddress?: ClientAddress;
 }
 
 export interface AdminSummary {
@@ -129,7 +132,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
     return matchesToken(m?.[1]) || matchesSession(cookieValue(req, COOKIE));
   };
-  const remote = (req: IncomingMessage) => `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+  const remote = (req: IncomingMessage) => remoteLabel(req, deps.clientAddress ?? peerAddress);
 
   function summary(): AdminSummary {
     const h = deps.health();

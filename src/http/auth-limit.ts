@@ -2,8 +2,9 @@
  * Failed secret checks per remote address: after `burst` failures within a window, further
  * failures from that address are answered 429 with `Retry-After` until the window ends.
  *
- * Only failures are limited; a request with the right secret is always served. Behind a reverse
- * proxy (one of the two deployments DESIGN.md describes) every desktop shares the proxy's
+ * The address is the desktop's own when its proxy is trusted (see client-address.ts). Only
+ * failures are limited; a request with the right secret is always served: behind a proxy that is
+ * not trusted (one of the two deployments DESIGN.md describes) every desktop shares the proxy's
  * address, so blocking the address would let a few desktops with a stale secret, or a secret
  * rotation, lock out every desktop. The limiter caps what wrong guesses cost (log lines, CPU)
  * and tells misconfigured clients to back off; resistance to guessing comes from the secret's

@@ -10,6 +10,7 @@ import { sendError, type ErrorCode } from "./errors.js";
 import { refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
 import { AuthFailureLimiter } from "./auth-limit.js";
+import { peerAddress, type ClientAddress } from "./client-address.js";
 import { StatusPages } from "./status-pages.js";
 import { readJsonBody } from "./body.js";
 import type { WsHub } from "./ws-hub.js";
@@ -35,6 +36,8 @@ export interface CompatDeps {
   /** Failed secret checks per remote address per window before 429 (0: no limit); default 20 per minute. */
   authFailureBurst?: number;
   authFailureWindowMs?: number;
+  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
+  clientAddress?: ClientAddress;
 }
 
 const PAGE_RE = /^\d+$/;
@@ -47,6 +50,7 @@ const publishBody = z.object({ user_id: z.string(), status: z.string() }).passth
  */
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());
+  const clientAddress = deps.clientAddress ?? peerAddress;
   const hintLimiter = new KeyedRateLimiter(deps.hintsPerAddress, deps.hintsPerAddress * 2);
   const authorized = (req: IncomingMessage, url: RequestUrl): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
@@ -59,7 +63,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
   const authFailed = (
     req: IncomingMessage,
   ): { code: ErrorCode; message: string; headers: Record<string, string> } => {
-    const remote = req.socket.remoteAddress;
+    const remote = clientAddress(req);
     const waitMs = authFailures.fail(remote);
     if (waitMs === undefined)
       return { code: "invalid_secret", message: "missing or wrong secret", headers: {} };
@@ -110,9 +114,10 @@ export function compatApi(deps: CompatDeps): HttpModule {
   }
 
   function publish(req: IncomingMessage, res: ServerResponse): void {
-    // Behind a reverse proxy every browser shares the proxy's address: hints are only a
-    // shortcut (the poll catches every change anyway), so dropping some there costs nothing.
-    if (!hintLimiter.take(req.socket.remoteAddress ?? "")) {
+    // Behind a proxy that is not trusted (PRESENCE_TRUSTED_PROXIES) every browser shares its
+    // address: hints are only a shortcut (the poll catches every change anyway), so dropping
+    // some there costs nothing.
+    if (!hintLimiter.take(clientAddress(req))) {
       req.resume();
       return sendError(res, "rate_limited", "too many status hints from this address", {
         "Retry-After": "1",

@@ -8,6 +8,7 @@ import {
 import type { Duplex } from "node:stream";
 import { redactUrl, type Logger } from "../log.js";
 import type { Telemetry } from "../telemetry.js";
+import { peerAddress, type ClientAddress } from "./client-address.js";
 import { ERRORS, errorBody, sendError, type ErrorCode } from "./errors.js";
 
 /** A plain HTTP route: exact path, the methods it takes. */
@@ -84,7 +85,12 @@ function parseUrl(req: IncomingMessage): RequestUrl | undefined {
 const normalize = (path: string): string => path.replace(/\/+$/, "") || "/";
 
 /** One debug line per answered request; the query's secret is redacted, headers are not logged. */
-function logRequest(log: Logger, req: IncomingMessage, res: ServerResponse): void {
+function logRequest(
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  clientAddress: ClientAddress,
+): void {
   const started = performance.now();
   res.once("finish", () =>
     log.debug(
@@ -93,7 +99,7 @@ function logRequest(log: Logger, req: IncomingMessage, res: ServerResponse): voi
         method: req.method,
         url: redactUrl(req.url ?? ""),
         status: res.statusCode,
-        remote: req.socket.remoteAddress,
+        remote: clientAddress(req),
         ms: Math.round((performance.now() - started) * 10) / 10,
       },
       "request",
@@ -105,7 +111,12 @@ function logRequest(log: Logger, req: IncomingMessage, res: ServerResponse): voi
  * node:http with an exact-path route table. A handler that throws gets a 500 JSON answer and one
  * log line (with the secret redacted from the URL); the process never goes down for a request.
  */
-export function createHttpServer(log: Logger, telemetry: Telemetry, modules: readonly HttpModule[]): Server {
+export function createHttpServer(
+  log: Logger,
+  telemetry: Telemetry,
+  modules: readonly HttpModule[],
+  clientAddress: ClientAddress = peerAddress,
+): Server {
   const routes = new Map<string, HttpRoute>();
   const upgrades = new Map<string, UpgradeRoute>();
   for (const m of modules) {
@@ -114,7 +125,7 @@ export function createHttpServer(log: Logger, telemetry: Telemetry, modules: rea
   }
 
   const server = createServer((req, res) => {
-    if (log.isLevelEnabled("debug")) logRequest(log, req, res);
+    if (log.isLevelEnabled("debug")) logRequest(log, req, res, clientAddress);
     const url = parseUrl(req);
     try {
       const route = url && routes.get(normalize(url.pathname));

@@ -7,6 +7,7 @@ import type { ProviderStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
 import { textFrame, writeFrames } from "./ws-frames.js";
+import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
 
 export interface WsHubOptions {
   snapshot: PresenceSnapshot;
@@ -18,6 +19,8 @@ export interface WsHubOptions {
   pingIntervalMs: number;
   telemetry?: Telemetry;
   now?: () => number;
+  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
+  clientAddress?: ClientAddress;
 }
 
 interface Client {
@@ -122,7 +125,7 @@ export class WsHub {
   }
 
   private onOpen(ws: WebSocket, req: IncomingMessage): void {
-    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
     const client: Client = { alive: true, remote, received: 0 };
     this.clients.set(ws, client);
     this.telemetry.wsConnected(this.clients.size);

@@ -1,7 +1,8 @@
 /**
  * Secrets (issue 5, point 4), against the real CLI: Bearer and the previous secret accepted,
  * failed checks rate limited per address with 429 (the WebSocket refused before the upgrade),
- * and a request log that never holds a secret, however the URL spells it.
+ * per desktop behind a trusted proxy, and a request log that never holds a secret, however the
+ * URL spells it.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -107,6 +108,41 @@ describe("secrets", () => {
     await gw.waitFor((l) => l.event === "auth_rate_limited");
     await new Promise((r) => setTimeout(r, 200)); // any further (wrong) line would be in by now
     assert.equal(gw.logs.filter((l) => l.event === "auth_rate_limited").length, 1, "one log line per window");
+  });
+
+  test("behind a trusted proxy the limit is per desktop (X-Forwarded-For); from an untrusted peer the header is ignored", async (t) => {
+    const BURST = 3;
+    const wrongFrom = (gw: GatewayProcess, client: string) =>
+      fetch(`${gw.url}${BASE}/status?secret=guess`, {
+        headers: { "X-Forwarded-For": `198.51.100.1, ${client}` },
+      });
+
+    // Default: loopback (where this test connects from) is a trusted proxy.
+    const proxied = await gateway(sim, { PRESENCE_AUTH_FAILURE_BURST: String(BURST), LOG_LEVEL: "debug" });
+    t.after(() => proxied.stop());
+    for (let i = 0; i < BURST; i++) assert.equal((await wrongFrom(proxied, "192.0.2.10")).status, 403);
+    assert.equal((await wrongFrom(proxied, "192.0.2.10")).status, 429, "that desktop is limited");
+    assert.equal((await wrongFrom(proxied, "192.0.2.11")).status, 403, "its neighbour is not");
+    const limited = await proxied.waitFor((l) => l.event === "auth_rate_limited");
+    assert.equal(limited.remote, "192.0.2.10", "the log names the desktop, not the proxy");
+    await waitUntil(
+      () => proxied.logs.some((l) => l.event === "http_request" && l.remote === "192.0.2.11"),
+      5000,
+      "the request log names the desktop",
+    );
+
+    // PRESENCE_TRUSTED_PROXIES=none: the header is anyone's claim, so all of it is one address.
+    const direct = await gateway(sim, {
+      PRESENCE_AUTH_FAILURE_BURST: String(BURST),
+      PRESENCE_TRUSTED_PROXIES: "none",
+    });
+    t.after(() => direct.stop());
+    for (let i = 0; i < BURST; i++) assert.equal((await wrongFrom(direct, `192.0.2.${20 + i}`)).status, 403);
+    assert.equal(
+      (await wrongFrom(direct, "192.0.2.99")).status,
+      429,
+      "a made-up address does not escape the limit",
+    );
   });
 
   test("no request log line holds a secret, a guess, or any spelling of them", async (t) => {

@@ -166,3 +166,19 @@ test("the README's settings table lists every setting with its flag and default"
     );
   }
 });
+
+test("trusted proxies: loopback by default, addresses and CIDRs, none; a bad entry is named", () => {
+  assert.deepEqual(loadConfig([], BASE).config.trustedProxies, ["127.0.0.1", "::1"]);
+  assert.deepEqual(
+    loadConfig([], { ...BASE, PRESENCE_TRUSTED_PROXIES: " 10.0.0.0/8, 192.168.1.7 ,fd00::/8" }).config
+      .trustedProxies,
+    ["10.0.0.0/8", "192.168.1.7", "fd00::/8"],
+  );
+  assert.deepEqual(loadConfig(["--trusted-proxies", "none"], BASE).config.trustedProxies, []);
+  for (const bad of ["10.0.0.0/33", "proxy.example.com", "10.0.0.1/8/8", "::1/129", "10.0.0.0/"]) {
+    const [message, ...rest] = problems([], { ...BASE, PRESENCE_TRUSTED_PROXIES: `127.0.0.1,${bad}` });
+    assert.deepEqual(rest, []);
+    assert.match(message!, /^PRESENCE_TRUSTED_PROXIES \(--trusted-proxies\): expected IP addresses or CIDR/);
+    assert.ok(message!.includes(JSON.stringify(bad)), message);
+  }
+});

@@ -7,6 +7,7 @@ import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
 import { V2Stream } from "./stream.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
+import type { ClientAddress } from "../client-address.js";
 
 export { V2Stream } from "./stream.js";
 export { V2_BASE, V2_CLOSE } from "./protocol.js";
@@ -26,6 +27,8 @@ export interface V2Deps {
   maxConnections: number;
   telemetry: Telemetry;
   authTimeoutMs?: number;
+  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
+  clientAddress?: ClientAddress;
 }
 
 export interface V2Api extends HttpModule {
@@ -49,6 +52,7 @@ export function presenceApiV2(deps: V2Deps): V2Api {
     maxBufferBytes: deps.maxBufferBytes,
     pingIntervalMs: deps.pingIntervalMs,
     authTimeoutMs: deps.authTimeoutMs,
+    clientAddress: deps.clientAddress,
   });
   return {
     stream,

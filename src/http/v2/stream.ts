@@ -8,6 +8,7 @@ import { secretMatches } from "../auth.js";
 import { textFrame, writeFrames } from "../ws-frames.js";
 import { V2_CLOSE } from "./protocol.js";
 import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
+import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
 
 export interface StreamOptions {
   snapshot: PresenceSnapshot;
@@ -21,6 +22,8 @@ export interface StreamOptions {
   pingIntervalMs: number;
   /** How long a socket without an Authorization header has to send its auth message. */
   authTimeoutMs?: number;
+  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
+  clientAddress?: ClientAddress;
 }
 
 /** What the upgrade request said, checked before the handshake. */
@@ -136,7 +139,7 @@ export class V2Stream {
   }
 
   private onOpen(ws: WebSocket, req: IncomingMessage, start: StreamStart): void {
-    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
     const client: Client = {
       ws,
       remote,
