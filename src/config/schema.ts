@@ -168,7 +168,7 @@ export const SETTINGS = [
     default: "50000",
     min: 1,
     max: 10_000_000,
-    help: "WebSocket connections accepted at once; more get 503",
+    help: "WebSocket connections (/ws and /api/v2/stream together) accepted at once; more get 503",
   },
   {
     env: "PRESENCE_WS_PING_INTERVAL_MS",

@@ -31,7 +31,9 @@ export interface CompatDeps {
   hintUser: (userId: string) => boolean;
   /** Hints accepted per remote address per second (burst twice that). */
   hintsPerAddress: number;
+  /** PRESENCE_MAX_CONNECTIONS, shared with the sockets open elsewhere (API v2 streams). */
   maxConnections: number;
+  otherSockets?: () => number;
   telemetry: Telemetry;
   /** Failed secret checks per remote address per window before 429 (0: no limit); default 20 per minute. */
   authFailureBurst?: number;
@@ -160,8 +162,9 @@ export function compatApi(deps: CompatDeps): HttpModule {
             return refuse(failed.code, failed.message, failed.headers);
           }
           if (!deps.snapshot.ready) return refuse("not_ready", notReady());
-          if (deps.hub.size >= deps.maxConnections) {
-            deps.log.warn({ event: "ws_refused", sockets: deps.hub.size }, "connection limit reached");
+          const open = deps.hub.size + (deps.otherSockets?.() ?? 0);
+          if (open >= deps.maxConnections) {
+            deps.log.warn({ event: "ws_refused", sockets: open }, "connection limit reached");
             return refuse("too_many_connections", "connection limit reached; retry later");
           }
           deps.hub.accept(req, socket, head);

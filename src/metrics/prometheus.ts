@@ -14,6 +14,8 @@ export interface MetricsSource {
   directoryUsers(): number;
   /** Open compat WebSockets. */
   sockets(): number;
+  /** Open /api/v2/stream WebSockets (they share PRESENCE_MAX_CONNECTIONS with the compat ones). */
+  v2Sockets?(): number;
   health(): Readonly<UpstreamHealth>;
   ready(): boolean;
   /** Sequence number of the last status change (counts every change since start). */
@@ -86,6 +88,14 @@ export class GatewayMetrics implements Telemetry {
       registers,
       collect() {
         this.set(src()?.sockets() ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${p}v2_stream_connections`,
+      help: "Open /api/v2/stream WebSockets (PRESENCE_MAX_CONNECTIONS counts these and ws_connections)",
+      registers,
+      collect() {
+        this.set(src()?.v2Sockets?.() ?? 0);
       },
     });
     this.wsOpened = new Counter({

@@ -16,6 +16,7 @@ import {
   type Line,
 } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
+import { StreamConn } from "../helpers/v2-stream.js";
 
 const TOKEN = `tok-${process.pid}-faults-down`;
 const SECRET = `sec-${process.pid}-faults-down`;
@@ -150,6 +151,27 @@ describe("downstream faults", () => {
     const again = Array.from({ length: 10 }, () => attempt(gw.url));
     t.after(() => again.forEach((a) => a.ws.terminate()));
     for (const r of await Promise.all(again.map((a) => a.result))) assert.deepEqual(r, { open: true });
+  });
+
+  test("compat and v2 stream sockets share PRESENCE_MAX_CONNECTIONS, and /metrics counts both", async (t) => {
+    const { gw } = await setup(t, { PRESENCE_MAX_CONNECTIONS: "3" });
+    const streams = [
+      await StreamConn.open(gw.url, { secret: SECRET }),
+      await StreamConn.open(gw.url, { secret: SECRET }),
+    ];
+    t.after(() => streams.forEach((s) => s.ws.terminate()));
+    const first = attempt(gw.url);
+    t.after(() => first.ws.terminate());
+    assert.deepEqual(await first.result, { open: true });
+    const over = attempt(gw.url);
+    t.after(() => over.ws.terminate());
+    const refused = await over.result;
+    assert.ok(!refused.open && refused.status === 503, "a compat socket past the shared limit gets 503");
+    await assert.rejects(StreamConn.open(gw.url, { secret: SECRET }), /upgrade refused: 503/);
+
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    assert.match(metrics, /^outlook_presence_ws_connections 1$/m);
+    assert.match(metrics, /^outlook_presence_v2_stream_connections 2$/m);
   });
 
   test("client frames of any size or content are ignored; too big closes with 1009, a flood with 1008", async (t) => {
