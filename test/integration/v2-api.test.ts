@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { Agent, request } from "node:http";
+import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import type { PresenceResponse } from "../../src/http/v2/protocol.js";
 import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js";
@@ -97,6 +99,47 @@ describe("API v2 HTTP: /api/v2/presence, /query and the OpenAPI document", () =>
     const big = await query(JSON.stringify({ emails: ["x".repeat(300)] }).padEnd(5 * 1024 * 1024, " "));
     assert.equal(big.status, 413);
     assert.equal((await query("{}", {})).status, 401);
+  });
+
+  test("an oversized body, declared or streamed, gets 413 and is drained, not cut off mid-upload", async () => {
+    // Cutting the socket while the client is still sending makes the kernel reset the connection,
+    // and the client may then lose the 413 it had not read yet ("fetch failed"): the server must
+    // read the whole body (up to its drain cap) before any close.
+    const serverSockets: Socket[] = [];
+    const onConnection = (socket: Socket) => serverSockets.push(socket);
+    gw.gateway.server.on("connection", onConnection);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const post = (chunks: readonly Buffer[], headers: Record<string, string> = {}) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = request(
+            `${gw.url}/api/v2/presence/query`,
+            { method: "POST", agent, headers: { ...auth, ...headers } },
+            (res) => {
+              let body = "";
+              res.on("data", (d: Buffer) => (body += d.toString()));
+              res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          req.on("error", reject);
+          for (const c of chunks) req.write(c);
+          req.end();
+        });
+      const chunks = Array<Buffer>(80).fill(Buffer.alloc(64 * 1024, " ")); // 5 MiB, the limit is 4
+      const declared = await post(chunks, { "Content-Length": String(5 * 1024 * 1024) });
+      assert.equal(declared.status, 413);
+      assert.match(declared.body, /"body_too_large"/);
+      const streamed = await post(chunks); // chunked: found to be too large while reading
+      assert.equal(streamed.status, 413);
+      const next = await post([Buffer.from(JSON.stringify({ user_ids: [people[0]!.id] }))]);
+      assert.equal(next.status, 200, "the gateway answers the next request");
+    } finally {
+      agent.destroy();
+      gw.gateway.server.off("connection", onConnection);
+    }
+    await waitUntil(() => serverSockets.every((s) => s.destroyed), 5000, "server sockets closed");
+    const read = serverSockets.reduce((sum, s) => sum + s.bytesRead, 0);
+    assert.ok(read >= 2 * 5 * 1024 * 1024, `the server read ${read} bytes of two 5 MiB bodies`);
   });
 
   test("ETag and 304; a new last_activity_at alone changes the answer but sends providers nothing", async () => {
