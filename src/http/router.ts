@@ -82,7 +82,13 @@ function parseUrl(req: IncomingMessage): RequestUrl | undefined {
   }
 }
 
-const normalize = (path: string): string => path.replace(/\/+$/, "") || "/";
+/**
+ * The route key of a path: repeated slashes collapsed (a provider configured with a server URL
+ * ending in "/" asks for `//plugins/...`, and nginx passes that on as sent) and trailing ones
+ * dropped.
+ */
+const normalize = (path: string): string =>
+  (path.includes("//") ? path.replace(/\/{2,}/g, "/") : path).replace(/\/+$/, "") || "/";
 
 /** One debug line per answered request; the query's secret is redacted, headers are not logged. */
 function logRequest(

@@ -87,6 +87,16 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
     assert.equal(await past.text(), "[]");
   });
 
+  test("a provider whose server URL ends in / (so it asks for //plugins/...) is served the same", async (t) => {
+    const slash = new FakeProvider(`${gw.url}/`, SECRET);
+    t.after(() => slash.close());
+    await slash.loadStatus();
+    await slash.connect();
+    const reference = new FakeProvider(gw.url, SECRET);
+    await reference.loadStatus();
+    assert.deepEqual([...slash.store], [...reference.store]);
+  });
+
   test("bad requests: wrong or missing secret 403, bad page 400, JSON errors with stable codes", async () => {
     const cases: [string, number, string][] = [
       [`${BASE}/status?secret=wrong`, 403, "invalid_secret"],
