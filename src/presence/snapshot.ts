@@ -102,7 +102,8 @@ export class PresenceSnapshot {
    * never make a Change): readers cache what they build from the snapshot under it.
    */
   get version(): number {
-    // seq counts status changes however they arrive; stateVersion the rest. Both only grow.
+    // seq counts status changes however they arrive; stateVersion the rest. seq can go back
+    // (replaceState adopts a lower numbering), so replaceState raises stateVersion past that.
     return this.stateVersion + this.seq;
   }
 
@@ -319,6 +320,8 @@ export class PresenceSnapshot {
       status: d.status,
       at,
     }));
+    // The version must still grow though seq may drop: readers cache under it.
+    this.stateVersion += Math.max(0, this.seq - state.seq);
     this.seq = state.seq;
     if (!wasReady) return [];
     this.emit(changes, { directoryChanged: true, resync: true });

@@ -148,3 +148,23 @@ test("a deposed leader that numbered changes it never published adopts the new l
   assert.equal(deposed.applyReplicated(batches[0]!), true);
   assert.deepEqual(view(deposed), view(shared));
 });
+
+test("a deposed leader that was numbered ahead adopts the new leader's lower seq, and its version still grows", () => {
+  const newLeader = leaderWith(3);
+  const deposed = leaderWith(3);
+  // The deposed leader numbered changes it never got to publish: its seq is ahead.
+  deposed.applyStatuses(new Map([[id(0), "dnd"]]), true);
+  deposed.applyStatuses(new Map([[id(1), "dnd"]]), true);
+  deposed.applyStatuses(new Map([[id(2), "dnd"]]), true);
+  newLeader.applyStatuses(new Map([[id(0), "away"]]), true);
+  assert.ok(deposed.lastSeq > newLeader.lastSeq);
+  const versions = [deposed.version];
+  deposed.replaceState(newLeader.exportState());
+  versions.push(deposed.version);
+  assert.equal(deposed.lastSeq, newLeader.lastSeq);
+  assert.deepEqual(view(deposed), view(newLeader));
+  // Readers (the v2 view and its ETag) cache under the version: it must never come back.
+  deposed.replaceState(newLeader.exportState());
+  versions.push(deposed.version);
+  assert.ok(versions[1]! > versions[0]! && versions[2]! > versions[1]!, `versions ${versions.join(", ")}`);
+});
