@@ -172,6 +172,7 @@ export class Gateway {
       clientAddress,
     );
     this.snapshot.onChanges((changes) => {
+      telemetry.statusChanges(changes.length);
       for (const c of changes) {
         log.debug(
           { event: "status_change", userId: c.userId, status: c.status, seq: c.seq },

@@ -15,6 +15,8 @@ export interface Telemetry {
   upstreamRequest(endpoint: string, status: number | "error", ms: number): void;
   pollCycle(ok: boolean, ms: number, statusRequests: number): void;
   directoryRefresh(ms: number, users: number): void;
+  /** A batch of status changes published to this instance's clients (polled or replicated). */
+  statusChanges(count: number): void;
 }
 
 export const NO_TELEMETRY: Telemetry = {
@@ -26,4 +28,5 @@ export const NO_TELEMETRY: Telemetry = {
   upstreamRequest: () => undefined,
   pollCycle: () => undefined,
   directoryRefresh: () => undefined,
+  statusChanges: () => undefined,
 };

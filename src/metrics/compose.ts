@@ -15,6 +15,7 @@ export function composeTelemetry(...all: Telemetry[]): Telemetry {
     upstreamRequest: (e, s, ms) => ts.forEach((t) => t.upstreamRequest(e, s, ms)),
     pollCycle: (ok, ms, n) => ts.forEach((t) => t.pollCycle(ok, ms, n)),
     directoryRefresh: (ms, u) => ts.forEach((t) => t.directoryRefresh(ms, u)),
+    statusChanges: (n) => ts.forEach((t) => t.statusChanges(n)),
   };
 }
 

@@ -18,7 +18,7 @@ export interface MetricsSource {
   v2Sockets?(): number;
   health(): Readonly<UpstreamHealth>;
   ready(): boolean;
-  /** Sequence number of the last status change (counts every change since start). */
+  /** Sequence number of the last status change (with Redis, the leader's numbering). */
   lastSeq(): number;
   /** Whether this instance polls Mattermost: always without Redis; with Redis, the lease holder. */
   leader(): boolean;
@@ -51,6 +51,7 @@ export class GatewayMetrics implements Telemetry {
   private readonly pollSeconds: Histogram<"result">;
   private readonly pollRequests: Gauge;
   private readonly directorySeconds: Histogram;
+  private readonly changes: Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -231,13 +232,17 @@ export class GatewayMetrics implements Telemetry {
         this.set(src()?.health().usersWithoutEmail ?? 0);
       },
     });
-    new Counter({
+    this.changes = new Counter({
       name: `${p}status_changes_total`,
-      help: "Status changes published to providers since start",
+      help: "Status changes published to this instance's clients since start (the first load is none)",
+      registers,
+    });
+    new Gauge({
+      name: `${p}change_seq`,
+      help: "Sequence number of the last status change; replicas in step show the leader's",
       registers,
       collect() {
-        this.reset();
-        this.inc(src()?.lastSeq() ?? 0);
+        this.set(src()?.lastSeq() ?? 0);
       },
     });
   }
@@ -257,6 +262,10 @@ export class GatewayMetrics implements Telemetry {
   }
 
   // ---- Telemetry ----
+
+  statusChanges(count: number): void {
+    this.changes.inc(count);
+  }
 
   wsBroadcast(sockets: number, messages: number, bytes: number): void {
     if (sockets === 0) return;

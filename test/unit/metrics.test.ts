@@ -42,9 +42,18 @@ test("state gauges are read from the source when scraped", async () => {
     'outlook_presence_users{status="online"} 4',
   );
   assert.equal(line(text, "outlook_presence_ws_connections"), "outlook_presence_ws_connections 7");
+  assert.equal(line(text, "outlook_presence_change_seq"), "outlook_presence_change_seq 42");
   assert.equal(
     line(text, "outlook_presence_status_changes_total"),
-    "outlook_presence_status_changes_total 42",
+    "outlook_presence_status_changes_total 0",
+    "the sequence number is not a count of published changes (the first load numbers every user)",
+  );
+  m.statusChanges(3);
+  m.statusChanges(2);
+  text = await m.render();
+  assert.equal(
+    line(text, "outlook_presence_status_changes_total"),
+    "outlook_presence_status_changes_total 5",
   );
   assert.equal(line(text, "outlook_presence_users_without_email"), "outlook_presence_users_without_email 3");
   assert.equal(
