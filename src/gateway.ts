@@ -232,7 +232,8 @@ export class Gateway {
   }
 
   /**
-   * Listens, then starts polling; resolves with the base URL once the port is bound. When the
+   * Subscribes the socket pools, starts the broker (which starts polling once this instance
+   * leads), then listens; resolves with the base URL once the port is bound. When the
    * secret comes from Mattermost, a setting only an admin can fix (no permission, no secret,
    * masked) rejects with PluginSettingsError before listening; an unreachable Mattermost does
    * not: the gateway starts, not ready, and keeps trying.
@@ -250,10 +251,19 @@ export class Gateway {
         );
       }
     }
+    // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
+    this.hub.start();
+    this.v2.stream.start();
     // Before listening: an unreachable Redis is a startup error, with no port left bound.
     this.broker.onHint((id) => this.sync.hintUser(id));
     this.broker.onPluginSettings((shared) => this.pluginSettings?.adopt(shared));
-    await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
+    try {
+      await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
+    } catch (err) {
+      this.hub.close();
+      this.v2.stream.close();
+      throw err;
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once("error", reject);
@@ -266,10 +276,10 @@ export class Gateway {
       this.events.stop();
       await this.sync.stop();
       await this.broker.stop();
+      this.hub.close();
+      this.v2.stream.close();
       throw err;
     }
-    this.hub.start();
-    this.v2.stream.start();
     const addr = this.server.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
     const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${addr.port}`;

@@ -133,7 +133,7 @@ export class WsHub {
     ws.on("pong", () => (client.alive = true));
     // Providers send nothing; frames are read and dropped, and a flood closes the socket.
     ws.on("message", () => {
-      if (++client.received === MAX_CLIENT_FRAMES_PER_ROUND) {
+      if (++client.received === MAX_CLIENT_FRAMES_PER_ROUND + 1) {
         this.closeWith(ws, client, CLOSE.policy, "abuse", "too many client messages");
       }
     });
