@@ -202,7 +202,8 @@ async function main(): Promise<number> {
     ["slow (3 s > 1 s timeout)", { kind: "slow", delayMs: 3000 }],
     ["malformed JSON", { kind: "malformed" }],
     ["truncated JSON", { kind: "truncated" }],
-    ["unknown status value", { kind: "bad-status-value", value: "ooo" }],
+    // Not "ooo": the gateway knows that one (shown as away); "busy" takes the unknown-status path.
+    ["unknown status value", { kind: "bad-status-value", value: "busy" }],
   ];
   const faultMs = Math.round(Math.max(1000, (DURATION_MS - WARMUP_MS) / (faults.length * 2 + 1)));
   const rssSamples: number[] = [];

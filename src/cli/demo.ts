@@ -11,7 +11,7 @@ Starts a simulated Mattermost with N users whose statuses change every few secon
 gateway in front of it, then prints what to put in the Outlook provider's config.json and a line
 per status change. Stop with Ctrl-C.
   --users N             simulated users (default 500)
-  --port P              gateway port (default 8080; 0 picks a free one)
+  --port P              gateway port (default $PORT, else 8080; 0 picks a free one)
   --host H              gateway address (default 127.0.0.1; 0.0.0.0 to reach it from a Windows desktop)
   --poll-interval-ms    how often the gateway polls (default 1000)
   --churn-ms            how often the simulator changes statuses (default 3000)

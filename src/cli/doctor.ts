@@ -12,12 +12,15 @@ import { PluginSettingsError, fetchPluginSettings } from "../mattermost/plugin-s
 const HELP = `Usage: outlook-presence doctor [--gateway URL] [settings flags]
 
 Checks the configured Mattermost (MATTERMOST_URL, MATTERMOST_TOKEN, from flags, the environment or
-*_FILE files, as start reads them) and prints one line per check: PASS, WARN or FAIL, and what to
-do. With --gateway URL it also checks that the gateway at URL (or the Mattermost host routing the
-plugin path to it) answers /status with the secret (PRESENCE_SECRET, or else the old plugin's
-settings in Mattermost). PRESENCE_SECRET is not needed without --gateway.
+*_FILE files, as start reads them) and prints one line per check: PASS, WARN, FAIL or SKIP, and
+what to do. It always checks that the secret can be had: PRESENCE_SECRET (or PRESENCE_SECRET_FILE),
+or, when that is unset or PRESENCE_SETTINGS_FROM_MATTERMOST=true, the old plugin's settings read
+from Mattermost (FAIL if they cannot be read, SKIP if Mattermost is unreachable). With --gateway
+URL it also checks that the gateway at URL (or the Mattermost host routing the plugin path to it)
+answers /status with that secret.
 
-Exit codes: 0 every check passed, 1 a check warned or failed, 2 bad usage or configuration.
+Exit codes: 0 every check passed, 1 a check warned, failed or was skipped, 2 bad usage or
+configuration.
 `;
 
 export type Verdict = "PASS" | "WARN" | "FAIL" | "SKIP";

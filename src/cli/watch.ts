@@ -48,7 +48,7 @@ function parse(argv: string[]): WatchArgs | string {
     const u = new URL(values.url);
     if (!["http:", "https:", "ws:", "wss:"].includes(u.protocol)) throw new Error();
   } catch {
-    return `--url: expected an http(s) URL, got ${JSON.stringify(values.url)}`;
+    return `--url: expected an http(s) or ws(s) URL, got ${JSON.stringify(values.url)}`;
   }
   let secret = values.secret ?? process.env.PRESENCE_SECRET;
   const file = values["secret-file"] ?? process.env.PRESENCE_SECRET_FILE;

@@ -7,11 +7,11 @@ export type SettingKind = "string" | "url" | "int" | "secret" | "enum" | "bool" 
 export interface SettingSpec {
   /** Environment variable name; the CLI flag is derived from it (see flagName). */
   env: string;
+  /** Secrets (kind "secret") may also be read from a file named by `<env>_FILE` / `--<flag>-file`. */
   kind: SettingKind;
   help: string;
   default?: string;
   required?: boolean;
-  /** Secrets may also be read from a file named by `<env>_FILE` / `--<flag>-file`. */
   min?: number;
   max?: number;
   values?: readonly string[];

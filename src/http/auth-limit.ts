@@ -3,12 +3,12 @@
  * failures from that address are answered 429 with `Retry-After` until the window ends.
  *
  * The address is the desktop's own when its proxy is trusted (see client-address.ts). Only
- * failures are limited; a request with the right secret is always served: behind a proxy that is
- * not trusted (one of the two deployments DESIGN.md describes) every desktop shares the proxy's
- * address, so blocking the address would let a few desktops with a stale secret, or a secret
- * rotation, lock out every desktop. The limiter caps what wrong guesses cost (log lines, CPU)
- * and tells misconfigured clients to back off; resistance to guessing comes from the secret's
- * length (`outlook-presence secret` makes 256 random bits).
+ * failures are limited; a request with the right secret is always served: behind a reverse proxy
+ * that is not in PRESENCE_TRUSTED_PROXIES (docs/DEPLOY.md, section 4) every desktop shares the
+ * proxy's address, so blocking the address would let a few desktops with a stale secret, or a
+ * secret rotation, lock out every desktop. The limiter caps what wrong guesses cost (log lines,
+ * CPU) and tells misconfigured clients to back off; resistance to guessing comes from the
+ * secret's length (`outlook-presence secret` makes 256 random bits).
  *
  * Memory-bounded: at most `maxKeys` addresses are tracked; when full, expired windows are
  * dropped first, then the oldest quarter (a dropped address starts a fresh window, which only

@@ -95,10 +95,17 @@ export type ClientMessage = AuthMessage | SubscribeMessage | UnsubscribeMessage;
 export const V2_CLOSE = {
   /** The gateway is shutting down: reconnect (elsewhere) with since. */
   goingAway: 1001,
-  /** A message that is not valid JSON or not a known client message, or too many messages. */
+  /**
+   * A message that is not a JSON object (binary, invalid JSON, an array…), or too many messages.
+   * Once authenticated, an object with an unknown `type` does not close the socket: it is
+   * answered with an `error` message, code unknown_type.
+   */
   protocolError: 1008,
   /** The client did not read fast enough (buffer cap): reconnect with since. */
   tooSlow: 1013,
-  /** Wrong secret, or no auth message in time: fix the secret; do not retry blindly. */
+  /**
+   * Wrong secret, a first message that is not `auth`, or no auth message in time: fix the
+   * secret; do not retry blindly.
+   */
   unauthorized: 4401,
 } as const;
