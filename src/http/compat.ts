@@ -47,8 +47,9 @@ const MAX_PUBLISH_BODY = 4096;
 const publishBody = z.object({ user_id: z.string(), status: z.string() }).passthrough();
 
 /**
- * The frozen compat API (DESIGN.md): `/status` from pre-built pages, `/ws` authorized before the
- * handshake, `/status/publish` as a hint only. Nothing here calls Mattermost.
+ * The frozen compat API, exactly as the old plugin served it (README, "The API it serves"):
+ * `/status` from pre-built pages, `/ws` authorized before the handshake, `/status/publish` as a
+ * hint only. Nothing here calls Mattermost.
  */
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());

@@ -181,6 +181,20 @@ describe("API v2 stream against the simulator (in-process gateway)", () => {
     await notAuth.until(() => notAuth.closed !== undefined, 5000, "close");
     assert.equal(notAuth.closed!.code, 4401);
 
+    // The right secret with a bad filter: told so, and still not authenticated, so the auth
+    // timeout (5 s) keeps running; a corrected auth message then goes live.
+    const badFilter = await open({});
+    badFilter.send({ type: "auth", secret: SECRET, emails: "not-a-list" });
+    const error = await badFilter.nth("error");
+    assert.equal(error.code, "invalid_subscription");
+    badFilter.send({ type: "auth", secret: SECRET, emails: [] });
+    await badFilter.nth("ready");
+    const gaveUp = await open({});
+    gaveUp.send({ type: "auth", secret: SECRET, user_ids: 42 });
+    await gaveUp.nth("error");
+    await gaveUp.until(() => gaveUp.closed !== undefined, 10_000, "closed by the auth timeout");
+    assert.equal(gaveUp.closed!.code, 4401);
+
     await assert.rejects(open({ secret: "nope" }), /upgrade refused: 401/);
     await assert.rejects(open({ secret: SECRET, query: "since=abc" }), /upgrade refused: 400/);
 

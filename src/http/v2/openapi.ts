@@ -153,7 +153,9 @@ const presenceOk = {
 const common = {
   "304": { description: "If-None-Match matched the ETag: nothing changed" },
   "401": errorResponse("missing or wrong secret (code unauthorized)"),
-  "503": errorResponse("first snapshot not loaded yet (code not_ready)"),
+  "503": errorResponse(
+    "not ready, as /readyz says: first snapshot not loaded, token rejected, secret not read yet, or a follower waiting for the leader (code not_ready)",
+  ),
 };
 
 export const OPENAPI = {

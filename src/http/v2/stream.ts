@@ -206,12 +206,13 @@ export class V2Stream {
       if (!secretMatches(this.opts.secrets(), msg.secret)) {
         return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", "wrong secret");
       }
-      clearTimeout(client.authTimer);
       if (msg.emails !== undefined || msg.user_ids !== undefined) {
+        // Invalid: the client is told and stays unauthenticated, its auth timeout still running.
         const filter = this.parseFilter(client, msg);
         if (filter === null) return;
         client.filter = filter;
       }
+      clearTimeout(client.authTimer);
       return this.goLive(client);
     }
     switch (msg.type) {
