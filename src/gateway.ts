@@ -103,6 +103,7 @@ export class Gateway {
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
       pingIntervalMs: config.wsPingIntervalMs,
+      resyncBytesPerSecond: config.resyncBytesPerSecond,
       telemetry,
       clientAddress,
     });

@@ -7,6 +7,8 @@ export interface Telemetry {
   /** A batch written to `sockets` sockets: `messages` messages in `bytes` bytes per socket. */
   wsBroadcast(sockets: number, messages: number, bytes: number): void;
   wsConnected(sockets: number): void;
+  /** Part of a resync written to one socket: `messages` status messages in `bytes` bytes. */
+  wsResync(messages: number, bytes: number): void;
   /** reason: client, slow_consumer, dead_peer, abuse, shutdown, ... */
   wsClosed(reason: string, sockets: number): void;
   /** An upgrade refused before the handshake: invalid_secret, not_ready, too_many_connections, ... */
@@ -22,6 +24,7 @@ export interface Telemetry {
 export const NO_TELEMETRY: Telemetry = {
   wsBroadcast: () => undefined,
   wsConnected: () => undefined,
+  wsResync: () => undefined,
   wsClosed: () => undefined,
   wsRefused: () => undefined,
   httpRequest: () => undefined,

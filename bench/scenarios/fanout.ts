@@ -18,11 +18,16 @@ const SINGLE_REPS = 20;
 const BURST_REPS = 3;
 const SIM_USERS = 2000;
 
-/** Gateway settings for socket scenarios: fast polling so changes arrive soon; no keepalive frames meanwhile. */
+/**
+ * Gateway settings for socket scenarios: fast polling so changes arrive soon; no keepalive frames
+ * and no resync meanwhile (the clients never read /status, so each would otherwise be sent the
+ * whole directory in the background while the live path is measured).
+ */
 function socketGatewayEnv(simUrl: string, sockets: number): Record<string, string> {
   return gatewayEnv(simUrl, {
     PRESENCE_POLL_INTERVAL_MS: "250",
     PRESENCE_KEEPALIVE_MS: "600000",
+    PRESENCE_RESYNC_BYTES_PER_SECOND: "0",
     PRESENCE_MAX_CONNECTIONS: String(sockets + 1000),
   });
 }

@@ -51,6 +51,7 @@ export async function replicasScenario(ctx: Context): Promise<string> {
     PRESENCE_POLL_INTERVAL_MS: String(POLL_MS),
     PRESENCE_LEADER_TTL_MS: String(TTL_MS),
     PRESENCE_KEEPALIVE_MS: "600000",
+    PRESENCE_RESYNC_BYTES_PER_SECOND: "0", // watchers count live changes only
   });
   const active = sim.listUsers().filter((u) => u.delete_at === 0 && u.email && !u.is_bot);
   let flips = 0;

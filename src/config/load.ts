@@ -29,6 +29,8 @@ export interface Config {
   directoryRefreshMs: number;
   keepaliveMs: number;
   replayWindowMs: number;
+  /** Budget of the full resync sent to reconnected providers, bytes per second over all sockets; 0: off. */
+  resyncBytesPerSecond: number;
   /** Changes kept for API v2 clients resuming with since. */
   v2RetainedChanges: number;
   pollConcurrency: number;
@@ -82,6 +84,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_DIRECTORY_REFRESH_MS: "directoryRefreshMs",
   PRESENCE_KEEPALIVE_MS: "keepaliveMs",
   PRESENCE_REPLAY_WINDOW_MS: "replayWindowMs",
+  PRESENCE_RESYNC_BYTES_PER_SECOND: "resyncBytesPerSecond",
   PRESENCE_V2_RETAINED_CHANGES: "v2RetainedChanges",
   PRESENCE_POLL_CONCURRENCY: "pollConcurrency",
   PRESENCE_REQUEST_TIMEOUT_MS: "requestTimeoutMs",

@@ -123,6 +123,14 @@ export const SETTINGS = [
     help: "on connect, replay the latest status of users changed within this window",
   },
   {
+    env: "PRESENCE_RESYNC_BYTES_PER_SECOND",
+    kind: "int",
+    default: "8388608",
+    min: 0,
+    max: 1_073_741_824,
+    help: "a provider that reconnects (no /status read just before) is sent every status again, paced to this many bytes per second over all sockets (0: off)",
+  },
+  {
     env: "PRESENCE_V2_RETAINED_CHANGES",
     kind: "int",
     default: "10000",

@@ -11,7 +11,8 @@ import { refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./rou
 import { KeyedRateLimiter } from "./rate-limit.js";
 import { AuthFailureLimiter } from "./auth-limit.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
-import { StatusPages } from "./status-pages.js";
+import { RecentReaders } from "./recent-readers.js";
+import { StatusPages, isEndPage } from "./status-pages.js";
 import { readJsonBody } from "./body.js";
 import type { WsHub } from "./ws-hub.js";
 
@@ -54,6 +55,7 @@ const publishBody = z.object({ user_id: z.string(), status: z.string() }).passth
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());
   const clientAddress = deps.clientAddress ?? peerAddress;
+  const readers = new RecentReaders();
   const hintLimiter = new KeyedRateLimiter(deps.hintsPerAddress, deps.hintsPerAddress * 2);
   const authorized = (req: IncomingMessage, url: RequestUrl): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
@@ -95,6 +97,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
     if (!deps.snapshot.ready) return sendError(res, "not_ready", notReady());
     pages.setPageSize(deps.pageSize());
     const page = pages.get(raw ? Number(raw) : 0);
+    if (isEndPage(page)) readers.readToEnd(clientAddress(req));
     const headers: Record<string, string | number> = {
       "Content-Type": "application/json",
       ETag: page.etag,
@@ -168,7 +171,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
             deps.log.warn({ event: "ws_refused", sockets: open }, "connection limit reached");
             return refuse("too_many_connections", "connection limit reached; retry later");
           }
-          deps.hub.accept(req, socket, head);
+          deps.hub.accept(req, socket, head, { resync: !readers.fresh(clientAddress(req)) });
         },
       },
     ],

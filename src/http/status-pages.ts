@@ -19,6 +19,9 @@ function build(body: Buffer): BuiltPage {
 
 const EMPTY = build(Buffer.from("[]"));
 
+/** The `[]` past the last page: where a provider stops reading. */
+export const isEndPage = (page: BuiltPage): boolean => page === EMPTY;
+
 /**
  * Pre-built `/status` pages. A page is rebuilt lazily, on the first request after the snapshot
  * changed it; requests in between are served from the same bytes.

@@ -7,6 +7,7 @@ import type { ProviderStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
 import { textFrame, writeFrames } from "./ws-frames.js";
+import { ResyncPacer } from "./ws-resync.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
 
 export interface WsHubOptions {
@@ -17,6 +18,8 @@ export interface WsHubOptions {
   maxBufferBytes: number;
   /** How often dead peers are looked for (ping, then terminate if no pong by the next round). */
   pingIntervalMs: number;
+  /** Budget of the full resync sent to sockets that may have missed changes (0: none); see ResyncPacer. */
+  resyncBytesPerSecond?: number;
   telemetry?: Telemetry;
   now?: () => number;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
@@ -47,6 +50,9 @@ export const CLOSE = { goingAway: 1001, policy: 1008, tryAgainLater: 1013 } as c
  *   keepaliveMs, round-robin, because providers reconnect after 30 s without a message.
  * - Replay: a new socket first gets the latest status of every address changed within
  *   replayWindowMs (the newest, up to a quarter of the buffer cap).
+ * - Resync: a socket whose provider did not just page `/status` (a reconnect) is then sent every
+ *   user's status, paced across all sockets (ResyncPacer), so what changed while it was away
+ *   is repaired.
  * - Memory: a socket holding more than maxBufferBytes unsent is closed with 1013.
  */
 export class WsHub {
@@ -67,10 +73,14 @@ export class WsHub {
   private readonly now: () => number;
   private unsubscribe: (() => void) | undefined;
   private readonly telemetry: Telemetry;
+  private readonly resync: ResyncPacer;
 
   constructor(private readonly opts: WsHubOptions) {
     this.now = opts.now ?? Date.now;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
+    this.resync = new ResyncPacer(opts.snapshot, opts.resyncBytesPerSecond ?? 0, (messages, bytes) =>
+      this.telemetry.wsResync(messages, bytes),
+    );
     this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
   }
 
@@ -84,9 +94,22 @@ export class WsHub {
     this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
   }
 
-  /** Completes an upgrade the server has already authorized. */
-  accept(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, req));
+  /**
+   * Completes an upgrade the server has already authorized. `resync: false` when the provider has
+   * just read `/status` (it starts up): it holds every status already.
+   */
+  accept(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    opts: { resync: boolean } = { resync: true },
+  ): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, req, opts.resync));
+  }
+
+  /** Sockets still waiting for (part of) their resync. */
+  get resyncing(): number {
+    return this.resync.size;
   }
 
   /** Writes one batch to every socket: framed once, one write per socket. */
@@ -113,6 +136,7 @@ export class WsHub {
     this.unsubscribe?.();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.resync.stop();
     for (const [ws, client] of this.clients) {
       client.closeReason = "shutdown";
       ws.close(code, reason);
@@ -124,7 +148,7 @@ export class WsHub {
     for (const ws of this.clients.keys()) ws.terminate();
   }
 
-  private onOpen(ws: WebSocket, req: IncomingMessage): void {
+  private onOpen(ws: WebSocket, req: IncomingMessage, resync: boolean): void {
     const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
     const client: Client = { alive: true, remote, received: 0 };
     this.clients.set(ws, client);
@@ -142,6 +166,7 @@ export class WsHub {
     );
     ws.on("close", (code) => {
       this.clients.delete(ws);
+      this.resync.delete(ws);
       const reason = client.closeReason ?? "client";
       this.telemetry.wsClosed(reason, this.clients.size);
       this.opts.log.info(
@@ -151,6 +176,7 @@ export class WsHub {
     });
     const replay = this.replay();
     if (replay.length > 0) writeFrames(ws, replay);
+    if (resync) this.resync.add(ws);
   }
 
   private replay(): Buffer {

@@ -9,6 +9,7 @@ export function composeTelemetry(...all: Telemetry[]): Telemetry {
   return {
     wsBroadcast: (s, m, b) => ts.forEach((t) => t.wsBroadcast(s, m, b)),
     wsConnected: (s) => ts.forEach((t) => t.wsConnected(s)),
+    wsResync: (m, b) => ts.forEach((t) => t.wsResync(m, b)),
     wsClosed: (r, s) => ts.forEach((t) => t.wsClosed(r, s)),
     wsRefused: (c) => ts.forEach((t) => t.wsRefused(c)),
     httpRequest: (r, s) => ts.forEach((t) => t.httpRequest(r, s)),

@@ -43,6 +43,7 @@ export class GatewayMetrics implements Telemetry {
   private readonly wsMessages: Counter;
   private readonly wsBytes: Counter;
   private readonly wsBroadcasts: Counter;
+  private readonly wsResyncMessages: Counter;
   private readonly wsClosedBy: Counter<"reason">;
   private readonly wsRefusedBy: Counter<"code">;
   private readonly http: Counter<"route" | "code">;
@@ -129,6 +130,11 @@ export class GatewayMetrics implements Telemetry {
     this.wsBroadcasts = new Counter({
       name: `${p}ws_broadcasts_total`,
       help: "Batches fanned out to every socket (changes, keepalives)",
+      registers,
+    });
+    this.wsResyncMessages = new Counter({
+      name: `${p}ws_resync_messages_sent_total`,
+      help: "Status messages sent to reconnected sockets to repair what they missed (also in ws_messages_sent_total)",
       registers,
     });
     this.http = new Counter({
@@ -276,6 +282,12 @@ export class GatewayMetrics implements Telemetry {
 
   wsConnected(): void {
     this.wsOpened.inc();
+  }
+
+  wsResync(messages: number, bytes: number): void {
+    this.wsResyncMessages.inc(messages);
+    this.wsMessages.inc(messages);
+    this.wsBytes.inc(bytes);
   }
 
   wsClosed(reason: string): void {

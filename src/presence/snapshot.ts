@@ -107,6 +107,11 @@ export class PresenceSnapshot {
     return this.stateVersion + this.seq;
   }
 
+  /** Changes whenever the visible list's order or membership does (not on status changes alone). */
+  get layout(): number {
+    return this.layoutVersion;
+  }
+
   /** Ids of every active user, in order: what the poller asks statuses for. */
   userIds(): string[] {
     return this.users.map((u) => u.id);

@@ -24,16 +24,23 @@ export class FakeProvider {
   ws: WebSocket | undefined;
   private listeners: (() => void)[] = [];
 
+  /** `forwardedFor`: the desktop's address as a trusted proxy (loopback, by default) reports it. */
   constructor(
     readonly url: string,
     readonly secret: string,
+    private readonly opts: { forwardedFor?: string } = {},
   ) {}
+
+  private get headers(): Record<string, string> {
+    return this.opts.forwardedFor ? { "X-Forwarded-For": this.opts.forwardedFor } : {};
+  }
 
   async loadStatus(): Promise<number> {
     let pages = 0;
     for (let page = 0; ; page++) {
       const res = await fetch(
         `${this.url}${BASE}/status?secret=${encodeURIComponent(this.secret)}&page=${page}`,
+        { headers: this.headers },
       );
       assert.equal(res.status, 200, `GET /status page ${page}: ${res.status}`);
       assert.equal(res.headers.get("content-type"), "application/json");
@@ -50,6 +57,7 @@ export class FakeProvider {
   async connect(): Promise<void> {
     const ws = new WebSocket(
       `${this.url.replace("http", "ws")}${BASE}/ws?secret=${encodeURIComponent(this.secret)}`,
+      { headers: this.headers },
     );
     this.ws = ws;
     ws.on("message", (data, isBinary) => {

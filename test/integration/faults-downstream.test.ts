@@ -174,6 +174,47 @@ describe("downstream faults", () => {
     assert.match(metrics, /^outlook_presence_v2_stream_connections 2$/m);
   });
 
+  test("a provider that reconnects after missing changes is resynced; one that just read /status is not", async (t) => {
+    // No replay window: only the resync can repair what a provider missed while away.
+    const { sim, gw } = await setup(t, { PRESENCE_REPLAY_WINDOW_MS: "0" }, 300);
+    // Two desktops behind the (trusted, loopback) proxy.
+    const away = new FakeProvider(gw.url, SECRET, { forwardedFor: "192.0.2.1" });
+    t.after(() => away.close());
+    // It never read /status (its first read failed, say): the resync alone fills it.
+    await away.connect();
+    await assertConverged(sim, [away]);
+    away.close(); // the laptop goes to sleep
+    await waitUntil(() => gw.gateway.hub.size === 0, 5000, "the socket gone");
+    const movers = sim
+      .listUsers()
+      .filter((u) => u.delete_at === 0 && u.email && !u.is_bot)
+      .slice(0, 60);
+    for (const u of movers) sim.setStatus(u.id, STATUSES[(STATUSES.indexOf(sim.getStatus(u.id)!) + 1) % 4]!);
+    const seq = gw.gateway.snapshot.lastSeq;
+    await waitUntil(() => gw.gateway.snapshot.lastSeq >= seq + movers.length, 10_000, "the gateway saw them");
+    assert.ok(
+      movers.some((u) => away.store.get(u.email) !== sim.getStatus(u.id)),
+      "the provider is stale",
+    );
+
+    // A provider starting now reads /status first: its socket gets no resync.
+    const fresh = new FakeProvider(gw.url, SECRET, { forwardedFor: "192.0.2.2" });
+    t.after(() => fresh.close());
+    await fresh.loadStatus();
+    await fresh.connect();
+    // The sleeper wakes up: no /status read (the provider never re-reads it), just a new socket.
+    await away.connect();
+    await assertConverged(sim, [away, fresh]);
+    await waitUntil(() => gw.gateway.hub.resyncing === 0, 10_000, "the resync done");
+    assert.ok(
+      away.messages.length >= 300 * 0.9,
+      `the sleeper got every status again (${away.messages.length})`,
+    );
+    assert.equal(fresh.messages.length, 0, "the fresh provider was sent nothing (no change happened)");
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    assert.match(metrics, /^outlook_presence_ws_resync_messages_sent_total [1-9]\d*$/m);
+  });
+
   test("client frames of any size or content are ignored; too big closes with 1009, a flood with 1008", async (t) => {
     const { sim, gw } = await setup(t, {});
     const p = new FakeProvider(gw.url, SECRET);

@@ -153,6 +153,7 @@ describe("GET /metrics (real CLI process against the simulator)", () => {
   test("values move when the simulator changes statuses", async () => {
     const p = new FakeProvider(gw.url, SECRET);
     providers.push(p);
+    await p.loadStatus(); // as a provider starts: its socket is not resynced, so the counts below are live messages
     await p.connect();
     const before = await scrapeUntil((s) => value(s, "outlook_presence_ws_connections") === 1, "1 socket");
     const dndBefore = value(before, "outlook_presence_users", { status: "dnd" });

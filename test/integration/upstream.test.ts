@@ -118,6 +118,7 @@ describe("readiness and the keepalive", () => {
 
   test("with no change at all, each socket still gets a real current status every keepalive", async () => {
     const p = new FakeProvider(gw.url, SECRET);
+    await p.loadStatus(); // as a provider starts: its socket is not resynced, so what follows is keepalives
     await p.connect();
     const from = p.messages.length;
     await waitUntil(() => p.messages.length - from >= 4, 3000, "keepalive messages");

@@ -153,6 +153,7 @@ describe("API v2 HTTP: /api/v2/presence, /query and the OpenAPI document", () =>
     assert.notEqual(filtered.headers.get("etag"), etag, "a filter has its own ETag");
 
     const provider = new FakeProvider(gw.url, SECRET);
+    await provider.loadStatus(); // as a provider starts: so its socket needs no resync
     await provider.connect();
     try {
       // An online user seen active again: same status, newer last_activity_at.
