@@ -7,7 +7,7 @@ import { PROVIDER_STATUSES } from "../presence/status.js";
 import type { Telemetry } from "../telemetry.js";
 import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
-import { refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
+import { acceptsGzip, refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
 import { AuthFailureLimiter } from "./auth-limit.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
@@ -110,7 +110,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
       return;
     }
     let body = page.body;
-    if (/\bgzip\b/.test(req.headers["accept-encoding"] ?? "")) {
+    if (acceptsGzip(req.headers["accept-encoding"])) {
       body = pages.gzip(page);
       headers["Content-Encoding"] = "gzip";
     }

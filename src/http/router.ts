@@ -54,6 +54,18 @@ export function sendJson(res: ServerResponse, code: number, value: unknown): voi
   res.end(body);
 }
 
+/** Whether `Accept-Encoding` accepts gzip: listed, and not with `q=0` (which means "never"). */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (!header || !/gzip/i.test(header)) return false;
+  for (const part of header.split(",")) {
+    const [coding = "", ...params] = part.split(";");
+    if (coding.trim().toLowerCase() !== "gzip") continue;
+    const q = params.map((p) => p.trim().toLowerCase()).find((p) => p.startsWith("q="));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
+}
+
 /** What handlers read of a request's URL. */
 export interface RequestUrl {
   readonly pathname: string;

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { secretMatches } from "../auth.js";
 import { readJsonBody } from "../body.js";
 import { sendError } from "../errors.js";
-import type { HttpRoute, RequestUrl } from "../router.js";
+import { acceptsGzip, type HttpRoute, type RequestUrl } from "../router.js";
 import { OPENAPI } from "./openapi.js";
 import { V2_BASE } from "./protocol.js";
 import {
@@ -84,7 +84,7 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
       return;
     }
     const body = Buffer.from(deps.view.body(filter).json);
-    const wantsGzip = /\bgzip\b/.test(req.headers["accept-encoding"] ?? "");
+    const wantsGzip = acceptsGzip(req.headers["accept-encoding"]);
     if (!wantsGzip || body.length < GZIP_MIN_BYTES) {
       headers["Content-Length"] = body.length;
       res.writeHead(200, headers);
