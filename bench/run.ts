@@ -13,8 +13,9 @@ import { burstScenario, notModifiedScenario, statusScenario } from "./scenarios/
 import { upstreamScenario } from "./scenarios/upstream.js";
 import { hintsScenario } from "./scenarios/hints.js";
 import { replicasScenario } from "./scenarios/replicas.js";
+import { resyncScenario, type ResyncOptions } from "./scenarios/resync.js";
 
-type Scenario = (ctx: Context) => Promise<string>;
+type Scenario = (ctx: Context & ResyncOptions) => Promise<string>;
 const SCENARIOS: Record<string, Scenario> = {
   status: statusScenario,
   "304": notModifiedScenario,
@@ -24,6 +25,7 @@ const SCENARIOS: Record<string, Scenario> = {
   upstream: upstreamScenario,
   hints: hintsScenario,
   replicas: replicasScenario,
+  resync: resyncScenario,
 };
 
 const USAGE = `Usage: node dist/bench/run.js [scenario...] [options]
@@ -38,6 +40,7 @@ Options:
   --providers <n>        providers in the Monday-morning burst (default 5000)
   --burst-users <n>      users they page (default 50000)
   --upstream-users <n,n> directory sizes for upstream (default 1000,10000,50000)
+  --resync-sockets <n>   sockets reconnecting at once in resync (default 2000)
   --scenario-timeout <s> each scenario is abandoned after this (default 900)
   --json <file>          write every detail record to this file
 `;
@@ -61,6 +64,7 @@ async function main(): Promise<number> {
       providers: { type: "string", default: "5000" },
       "burst-users": { type: "string", default: "50000" },
       "upstream-users": { type: "string", default: "1000,10000,50000" },
+      "resync-sockets": { type: "string", default: "2000" },
       "scenario-timeout": { type: "string", default: "900" },
       json: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -82,7 +86,7 @@ async function main(): Promise<number> {
   let failures = 0;
   for (const name of names) {
     const stops: (() => Promise<void>)[] = [];
-    const ctx: Context = {
+    const ctx: Context & ResyncOptions = {
       async use(p) {
         const v = await p;
         stops.push(() => v.stop());
@@ -100,6 +104,7 @@ async function main(): Promise<number> {
       providers: ints(values.providers)[0]!,
       burstUsers: ints(values["burst-users"])[0]!,
       upstreamUsers: ints(values["upstream-users"]),
+      resyncSockets: ints(values["resync-sockets"])[0]!,
     };
     let timer: NodeJS.Timeout | undefined;
     try {

@@ -3,16 +3,77 @@
  * - `{type:"seen", t, n}` is sent for every change batch, with `t` (ms, CLOCK_MONOTONIC, comparable
  *   across processes) taken the moment the snapshot emits it, before the WebSocket hub writes it;
  * - `{cmd:"mem"}` answers the memory after a full GC (run with --expose-gc).
+ * - `{cmd:"resync", ticks?, reset?}` answers `{type:"resync", ...}`: sockets still waiting for their
+ *   resync (`hub.resyncing`), sockets, visible users, the budget (PRESENCE_RESYNC_BYTES_PER_SECOND),
+ *   and since the last reset: sockets connected, resync messages and bytes written, the time (ms,
+ *   CLOCK_MONOTONIC) of the first socket connected and of the first and last resync write, and with
+ *   `ticks` the bytes each pacer tick wrote ([t, bytes] pairs); then resets those if `reset`.
+ * - `{cmd:"loopDelay", name?}` answers `{type:"loopDelay", p50, p99, max, mean, count, gcMaxMs,
+ *   gcTotalMs, gcCount}` (ms) of the event loop's delay since the previous command with that name
+ *   (monitorEventLoopDelay, sampled every LOOP_RESOLUTION_MS, so an idle loop reads about that
+ *   much) and the garbage-collection pauses meanwhile, then resets them. Each name has its own
+ *   monitor, started by its first call (which answers count 0).
  * Settings come from the environment exactly as `outlook-presence start` reads them.
  */
+import { PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
+import { NO_TELEMETRY } from "../../src/telemetry.js";
+
+const LOOP_RESOLUTION_MS = 5;
+/** Pacer ticks remembered at most between resets (a tick is 100 ms: over an hour's worth). */
+const MAX_TICKS = 50_000;
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** What the resync wrote since the last reset; each tick's writes are grouped (same event-loop turn). */
+const resync = {
+  messages: 0,
+  bytes: 0,
+  connects: 0,
+  firstConnectAt: 0,
+  firstAt: 0,
+  lastAt: 0,
+  ticks: [] as [number, number][],
+};
+let openTick: [number, number] | undefined;
+const watch = {
+  ...NO_TELEMETRY,
+  wsConnected(): void {
+    if (resync.connects++ === 0) resync.firstConnectAt = nowMs();
+  },
+  wsResync(messages: number, bytes: number): void {
+    const t = nowMs();
+    if (resync.messages === 0) resync.firstAt = t;
+    resync.lastAt = t;
+    resync.messages += messages;
+    resync.bytes += bytes;
+    if (!openTick && resync.ticks.length < MAX_TICKS) {
+      openTick = [t, 0];
+      resync.ticks.push(openTick);
+      setImmediate(() => (openTick = undefined)); // the pacer writes a whole tick synchronously
+    }
+    if (openTick) openTick[1] += bytes;
+  },
+};
 
 const { config } = loadConfig([]);
 const log = createLogger(config.logLevel, new SecretScrubber());
-const gateway = new Gateway(config, log);
+const gateway = new Gateway(config, log, watch);
 const send = (m: Record<string, unknown>): void => void process.send!(m);
+const loops = new Map<
+  string,
+  { h: IntervalHistogram; gcMaxMs: number; gcTotalMs: number; gcCount: number }
+>();
+const gcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    for (const l of loops.values()) {
+      l.gcMaxMs = Math.max(l.gcMaxMs, e.duration);
+      l.gcTotalMs += e.duration;
+      l.gcCount++;
+    }
+  }
+});
 
 // Registered before start() (which subscribes the hub), so it runs before the broadcast.
 gateway.snapshot.onChanges((changes) => {
@@ -28,8 +89,49 @@ if (!gateway.snapshot.ready) {
   process.exit(1);
 }
 
-process.on("message", (m: { cmd: string }) => {
-  if (m.cmd === "mem") {
+process.on("message", (m: { cmd: string; reset?: boolean; ticks?: boolean; name?: string }) => {
+  if (m.cmd === "resync") {
+    send({
+      type: "resync",
+      t: nowMs(),
+      resyncing: gateway.hub.resyncing,
+      sockets: gateway.hub.size,
+      users: gateway.snapshot.visible().length,
+      budget: config.resyncBytesPerSecond,
+      ...resync,
+      ticks: m.ticks ? resync.ticks : [],
+    });
+    if (m.reset) {
+      Object.assign(resync, { messages: 0, bytes: 0, connects: 0, firstConnectAt: 0, firstAt: 0, lastAt: 0 });
+      resync.ticks = [];
+      openTick = undefined;
+    }
+  } else if (m.cmd === "loopDelay") {
+    const name = m.name ?? "default";
+    const l = loops.get(name);
+    const h = l?.h;
+    const ms = (ns: number): number => (h && h.count > 0 ? ns / 1e6 : NaN);
+    send({
+      type: "loopDelay",
+      p50: ms(h?.percentile(50) ?? NaN),
+      p99: ms(h?.percentile(99) ?? NaN),
+      max: ms(h?.max ?? NaN),
+      mean: ms(h?.mean ?? NaN),
+      count: h?.count ?? 0,
+      resolutionMs: LOOP_RESOLUTION_MS,
+      gcMaxMs: l?.gcMaxMs ?? NaN,
+      gcTotalMs: l?.gcTotalMs ?? NaN,
+      gcCount: l?.gcCount ?? 0,
+    });
+    if (l) Object.assign(l, { gcMaxMs: 0, gcTotalMs: 0, gcCount: 0 });
+    if (h) h.reset();
+    else {
+      const started = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+      started.enable();
+      if (loops.size === 0) gcObserver.observe({ entryTypes: ["gc"] });
+      loops.set(name, { h: started, gcMaxMs: 0, gcTotalMs: 0, gcCount: 0 });
+    }
+  } else if (m.cmd === "mem") {
     const gc = (globalThis as { gc?: () => void }).gc;
     gc?.();
     gc?.();

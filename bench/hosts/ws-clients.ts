@@ -9,6 +9,11 @@
  *                        `{type:"done", first, last}`: per socket, when (ms, CLOCK_MONOTONIC) its
  *                        first and its expect-th frame arrived
  *   {cmd:"collect"}      reply `{type:"partial", ...}` with what arrived so far (after a timeout)
+ *   {cmd:"count"}        reply `{type:"count", sockets, closed, min, max, total, firstOpenAt, lastTextAt}`:
+ *                        text frames per socket since it connected (min/max over the connected
+ *                        sockets, total over all), when the first socket's upgrade was answered and
+ *                        when the last text frame arrived (ms, CLOCK_MONOTONIC; 0: none yet).
+ *                        Resets nothing (the per-socket counts are those `arm` last reset, if it ran).
  */
 import { connect, type Socket } from "node:net";
 
@@ -33,11 +38,13 @@ let armed = false;
 let doneCount = 0;
 let first = new Float64Array(0);
 let last = new Float64Array(0);
+let firstOpenAt = 0;
+let lastTextAt = 0;
 
 function attach(index: number, socket: Socket, rest: Buffer): void {
   const conn: Conn = { socket, frames: 0 };
   conns[index] = conn;
-  attached++;
+  if (attached++ === 0) firstOpenAt = nowMs();
   // Parser state: header bytes collected so far, payload bytes still to skip.
   const hdr = new Uint8Array(10);
   let hdrLen = 0;
@@ -47,6 +54,7 @@ function attach(index: number, socket: Socket, rest: Buffer): void {
   const frameDone = (t: number): void => {
     if (opcode === 1) {
       conn.frames++;
+      lastTextAt = t;
       if (armed) {
         if (conn.frames === 1) first[index] = t;
         if (conn.frames === expect) {
@@ -165,6 +173,19 @@ process.on("message", (m: { cmd: string; expect?: number }) => {
   } else if (m.cmd === "collect") {
     armed = false;
     send({ type: "partial", first, last, done: doneCount, closed });
+  } else if (m.cmd === "count") {
+    let min = Infinity;
+    let max = 0;
+    let total = 0;
+    let sockets = 0;
+    for (const c of conns) {
+      if (!c) continue;
+      sockets++;
+      total += c.frames;
+      if (c.frames < min) min = c.frames;
+      if (c.frames > max) max = c.frames;
+    }
+    send({ type: "count", sockets, closed, min: sockets > 0 ? min : 0, max, total, firstOpenAt, lastTextAt });
   }
 });
 process.on("disconnect", () => process.exit(0));
