@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import type { DirectoryUser } from "../../src/mattermost/client.js";
 import { PresenceSnapshot, type Change, type ChangeMeta } from "../../src/presence/snapshot.js";
+import { directoryUser as user, userId as id } from "../helpers/directory.js";
 
-const id = (n: number) => `u${String(n).padStart(25, "0")}`;
-const user = (n: number, email = `user${n}@example.com`): DirectoryUser => ({
-  id: id(n),
-  username: `user${String(n).padStart(4, "0")}`,
-  email,
-  isBot: false,
-});
 const view = (s: PresenceSnapshot) => s.visible().map((u) => `${u.email}=${u.status}`);
 
 function leaderWith(n: number): PresenceSnapshot {

@@ -3,14 +3,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import type { DirectoryUser } from "../../src/mattermost/client.js";
 import { PresenceSnapshot, type Change } from "../../src/presence/snapshot.js";
-
-const id = (n: number) => `u${String(n).padStart(25, "0")}`;
-const user = (n: number, email = `user${n}@example.com`): DirectoryUser => ({
-  id: id(n),
-  username: `user${String(n).padStart(4, "0")}`,
-  email,
-  isBot: false,
-});
+import { directoryUser as user, userId as id } from "../helpers/directory.js";
 
 function loaded(users: DirectoryUser[], statuses: Record<number, string>): PresenceSnapshot {
   const s = new PresenceSnapshot(() => 1000);

@@ -4,19 +4,11 @@ import { gunzipSync } from "node:zlib";
 import { StatusPages } from "../../src/http/status-pages.js";
 import { PresenceSnapshot } from "../../src/presence/snapshot.js";
 import { encodeStatus, goJsonString } from "../../src/presence/wire.js";
-
-const id = (n: number) => `u${String(n).padStart(25, "0")}`;
+import { directoryUser, userId as id } from "../helpers/directory.js";
 
 function snapshotOf(n: number): PresenceSnapshot {
   const s = new PresenceSnapshot();
-  s.applyDirectory(
-    Array.from({ length: n }, (_, i) => ({
-      id: id(i),
-      username: `user${String(i).padStart(4, "0")}`,
-      email: `u${i}@x.io`,
-      isBot: false,
-    })),
-  );
+  s.applyDirectory(Array.from({ length: n }, (_, i) => directoryUser(i, `u${i}@x.io`)));
   s.applyStatuses(new Map(Array.from({ length: n }, (_, i) => [id(i), "online"])), true);
   return s;
 }

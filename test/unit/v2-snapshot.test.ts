@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { DirectoryUser } from "../../src/mattermost/client.js";
 import { PresenceSnapshot, type Change, type StatusDetail } from "../../src/presence/snapshot.js";
 import { PresenceView, filterFromQuery, makeFilter, FilterError } from "../../src/http/v2/view.js";
+import { directoryUser as user, userId as id } from "../helpers/directory.js";
 
-const id = (n: number) => `u${String(n).padStart(25, "0")}`;
-const user = (n: number): DirectoryUser => ({
-  id: id(n),
-  username: `user${String(n).padStart(4, "0")}`,
-  email: `user${n}@example.com`,
-  isBot: false,
-});
 const detail = (status: string, manual: boolean, lastActivityAt: number) => ({
   status,
   manual,

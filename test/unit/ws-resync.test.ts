@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { WebSocket } from "ws";
-import type { DirectoryUser } from "../../src/mattermost/client.js";
 import { ResyncPacer } from "../../src/http/ws-resync.js";
 import { PresenceSnapshot } from "../../src/presence/snapshot.js";
-
-const id = (n: number) => `u${String(n).padStart(25, "0")}`;
-const user = (n: number): DirectoryUser => ({
-  id: id(n),
-  username: `user${String(n).padStart(4, "0")}`,
-  email: `user${n}@example.com`,
-  isBot: false,
-});
+import { directoryUser as user, userId as id } from "../helpers/directory.js";
 
 function snapshotOf(n: number, status = "online"): PresenceSnapshot {
   const s = new PresenceSnapshot();
