@@ -14,6 +14,7 @@ import { upstreamScenario } from "./scenarios/upstream.js";
 import { hintsScenario } from "./scenarios/hints.js";
 import { replicasScenario } from "./scenarios/replicas.js";
 import { resyncScenario, type ResyncOptions } from "./scenarios/resync.js";
+import { pingScenario } from "./scenarios/ping.js";
 
 type Scenario = (ctx: Context & ResyncOptions) => Promise<string>;
 const SCENARIOS: Record<string, Scenario> = {
@@ -26,6 +27,7 @@ const SCENARIOS: Record<string, Scenario> = {
   hints: hintsScenario,
   replicas: replicasScenario,
   resync: resyncScenario,
+  ping: pingScenario,
 };
 
 const USAGE = `Usage: node dist/bench/run.js [scenario...] [options]
@@ -35,7 +37,7 @@ Scenarios: ${Object.keys(SCENARIOS).join(", ")} (default: all, in this order)
 Options:
   --duration <s>         seconds per /status load run (default 10)
   --connections <n>      autocannon connections for status/304 (default 100)
-  --sockets <n,n>        WebSocket counts for fanout and memory (default 10000,19000)
+  --sockets <n,n>        WebSocket counts for fanout and memory; ping uses the first (default 10000,19000)
   --burst <n>            changes in the fan-out burst (default 1000)
   --providers <n>        providers in the Monday-morning burst (default 5000)
   --burst-users <n>      users they page (default 50000)

@@ -6,10 +6,19 @@
  *                                           to each socket's net.Socket once
  * and answers `{type:"sent", t}` with `t` (ms, CLOCK_MONOTONIC) taken just before the first write.
  * `{cmd:"mem"}` answers the memory after a full GC. Payloads have the gateway's size and shape.
+ *
+ * The ping baseline, `{cmd:"ping", round, windowMs?, timeoutMs?}`, answers `{type:"ping", ...}` with
+ * the same record as gateway-host's command of that name: with `round`, the hub's ping round as it
+ * was before it was sliced (every socket in one synchronous pass: terminated if it did not answer
+ * the previous ping, else `ws.ping()`), timed and with the event-loop delay over it (1 ms
+ * resolution) until every socket has answered; without, an idle window of `windowMs`. Pong and
+ * close listeners are added to the sockets by the first ping command (so `fanout` and `memory`
+ * measure the server without them).
  */
 import { createServer } from "node:http";
 import type { Socket } from "node:net";
-import { WebSocketServer } from "ws";
+import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
+import { WebSocketServer, type WebSocket } from "ws";
 
 const send = (m: Record<string, unknown>): void => void process.send!(m);
 const server = createServer((_req, res) => res.writeHead(404).end());
@@ -27,8 +36,135 @@ function frame(data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x81, data.length]), data]); // payloads are < 126 bytes
 }
 
-process.on("message", (m: { cmd: string; count?: number; mode?: string }) => {
-  if (m.cmd === "broadcast") {
+/** An IPC command (see the header). */
+interface Command {
+  cmd: string;
+  count?: number;
+  mode?: string;
+  round?: boolean;
+  windowMs?: number;
+  timeoutMs?: number;
+}
+
+// The ping baseline; the window is measured exactly as in gateway-host.ts.
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const PING_RESOLUTION_MS = 1;
+const PING_PREROLL_MS = 20;
+const PING_TAIL_MS = 20;
+/** Per socket: answered the last ping (the old hub's `alive`). */
+const peers = new WeakMap<WebSocket, { alive: boolean }>();
+let pongs = 0;
+let lastPongAt = 0;
+let closed = 0;
+let deadPeers = 0;
+let onPongCount: (() => void) | undefined;
+let gcWindow: { from: number; maxMs: number; count: number } | undefined;
+const pingGcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (!gcWindow || e.startTime < gcWindow.from) continue;
+    gcWindow.maxMs = Math.max(gcWindow.maxMs, e.duration);
+    gcWindow.count++;
+  }
+});
+let pingGcObserving = false;
+
+/** The hub's ping round before it was sliced: one synchronous pass, `ws.ping()` per socket. */
+function pingAll(): void {
+  for (const ws of wss.clients) {
+    const peer = peers.get(ws);
+    if (!peer || ws.readyState !== ws.OPEN) continue;
+    if (!peer.alive) {
+      deadPeers++;
+      ws.terminate();
+      continue;
+    }
+    peer.alive = false;
+    ws.ping();
+  }
+}
+
+function pongsReach(target: number, deadline: number): Promise<void> {
+  if (pongs >= target) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      onPongCount = undefined;
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, deadline - nowMs()));
+    onPongCount = () => void (pongs >= target && done());
+  });
+}
+
+async function pingWindow(m: Command): Promise<Record<string, unknown>> {
+  if (!pingGcObserving) pingGcObserver.observe({ entryTypes: ["gc"] });
+  pingGcObserving = true;
+  for (const ws of wss.clients) {
+    if (peers.has(ws)) continue;
+    const peer = { alive: true };
+    peers.set(ws, peer);
+    ws.on("pong", () => {
+      peer.alive = true;
+      pongs++;
+      lastPongAt = nowMs();
+      onPongCount?.();
+    });
+    ws.on("close", () => closed++);
+  }
+  const open = [...wss.clients].filter((ws) => ws.readyState === ws.OPEN).length;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  const h = monitorEventLoopDelay({ resolution: PING_RESOLUTION_MS });
+  h.enable();
+  await pause(PING_PREROLL_MS);
+  pongs = 0;
+  lastPongAt = 0;
+  const t0 = nowMs();
+  gcWindow = { from: performance.now(), maxMs: 0, count: 0 };
+  let passMs = NaN;
+  if (m.round) {
+    pingAll();
+    passMs = nowMs() - t0;
+    await pongsReach(open, t0 + (m.timeoutMs ?? 10_000));
+    await pause(PING_TAIL_MS);
+  } else {
+    await pause(m.windowMs ?? 500);
+  }
+  h.disable();
+  const windowMs = nowMs() - t0 + PING_PREROLL_MS;
+  await pause(0); // gc entries are delivered asynchronously
+  const gcSeen = gcWindow;
+  gcWindow = undefined;
+  return {
+    sockets: m.round ? open : wss.clients.size,
+    firstSliceMs: passMs,
+    roundMs: passMs,
+    pongsMs: m.round && pongs >= open && lastPongAt > 0 ? lastPongAt - t0 : NaN,
+    slices: m.round ? 1 : 0,
+    pongs,
+    loop: {
+      max: h.max / 1e6,
+      p99: h.percentile(99) / 1e6,
+      p50: h.percentile(50) / 1e6,
+      mean: h.mean / 1e6,
+      count: h.count,
+    },
+    resolutionMs: PING_RESOLUTION_MS,
+    windowMs,
+    gcMaxMs: gcSeen.maxMs,
+    gcCount: gcSeen.count,
+    socketsAfter: wss.clients.size,
+    closed,
+    deadPeers,
+  };
+}
+
+process.on("message", (m: Command) => {
+  if (m.cmd === "ping") {
+    void pingWindow(m).then((w) => send({ type: "ping", ...w }));
+  } else if (m.cmd === "broadcast") {
     const count = m.count ?? 1;
     const payloads = Array.from({ length: count }, (_, i) => payload(i));
     if (m.mode === "raw") {

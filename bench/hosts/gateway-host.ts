@@ -13,9 +13,17 @@
  *   (monitorEventLoopDelay, sampled every LOOP_RESOLUTION_MS, so an idle loop reads about that
  *   much) and the garbage-collection pauses meanwhile, then resets them. Each name has its own
  *   monitor, started by its first call (which answers count 0).
+ * - `{cmd:"ping", round, windowMs?, timeoutMs?}` answers `{type:"ping", ...}` (PingWindow below):
+ *   after two full GCs, a fresh event-loop delay monitor at 1 ms resolution is enabled; with
+ *   `round`, the hub's (private) `pingRound` is called once and the window lasts until the last
+ *   slice has written (the last socket in the hub's order has been pinged) and every open socket
+ *   has answered with a pong (or `timeoutMs`, default 10 s), plus PING_TAIL_MS; without, the
+ *   window lasts `windowMs` (default 500: an idle reference). Times are ms from the call. Counts
+ *   since the host started: sockets closed, and closed by the hub as dead peers.
  * Settings come from the environment exactly as `outlook-presence start` reads them.
  */
 import { PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
+import type { WebSocket } from "ws";
 import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
@@ -37,10 +45,15 @@ const resync = {
   ticks: [] as [number, number][],
 };
 let openTick: [number, number] | undefined;
+/** Sockets closed since the host started, by reason (telemetry's wsClosed). */
+const closedBy = new Map<string, number>();
 const watch = {
   ...NO_TELEMETRY,
   wsConnected(): void {
     if (resync.connects++ === 0) resync.firstConnectAt = nowMs();
+  },
+  wsClosed(reason: string): void {
+    closedBy.set(reason, (closedBy.get(reason) ?? 0) + 1);
   },
   wsResync(messages: number, bytes: number): void {
     const t = nowMs();
@@ -89,8 +102,169 @@ if (!gateway.snapshot.ready) {
   process.exit(1);
 }
 
-process.on("message", (m: { cmd: string; reset?: boolean; ticks?: boolean; name?: string }) => {
-  if (m.cmd === "resync") {
+/** An IPC command (see the header for each). */
+interface Command {
+  cmd: string;
+  reset?: boolean;
+  ticks?: boolean;
+  name?: string;
+  round?: boolean;
+  windowMs?: number;
+  timeoutMs?: number;
+}
+
+/** The `ping` command's window: what one ping round (or an idle stretch) cost the event loop. */
+interface PingWindow {
+  /** Open sockets when the round started (each should be pinged and answer). */
+  sockets: number;
+  /** The synchronous call (the first slice), the last slice's end, and the last pong, in ms from the call. */
+  firstSliceMs: number;
+  roundMs: number;
+  pongsMs: number;
+  /** Turns of the event loop that wrote pings (slices); pongs received in the window. */
+  slices: number;
+  pongs: number;
+  /** monitorEventLoopDelay over the window (ms), resolution PING_RESOLUTION_MS. */
+  loop: { max: number; p99: number; p50: number; mean: number; count: number };
+  resolutionMs: number;
+  windowMs: number;
+  gcMaxMs: number;
+  gcCount: number;
+  socketsAfter: number;
+  closed: number;
+  deadPeers: number;
+}
+
+const PING_RESOLUTION_MS = 1;
+/** The monitor records the time between its samples from the second sample on: let it tick before the round. */
+const PING_PREROLL_MS = 20;
+/** After the last pong, so the sample that follows it is in the histogram. */
+const PING_TAIL_MS = 20;
+const hubInternals = gateway.hub as unknown as {
+  clients: Map<WebSocket, { alive: boolean }>;
+  pingRound(): void;
+};
+const counted = new WeakSet<WebSocket>();
+let pongs = 0;
+let lastPongAt = 0;
+let onPongCount: (() => void) | undefined;
+const onPong = (): void => {
+  pongs++;
+  lastPongAt = nowMs();
+  onPongCount?.();
+};
+/** GC pauses within the current window; unset between windows. */
+let gcWindow: { from: number; maxMs: number; count: number } | undefined;
+const pingGcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (!gcWindow || e.startTime < gcWindow.from) continue;
+    gcWindow.maxMs = Math.max(gcWindow.maxMs, e.duration);
+    gcWindow.count++;
+  }
+});
+let pingGcObserving = false;
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once `pongs` reaches `target` or at `deadline` (nowMs), whichever is first. */
+function pongsReach(target: number, deadline: number): Promise<void> {
+  if (pongs >= target) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      onPongCount = undefined;
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, deadline - nowMs()));
+    onPongCount = () => void (pongs >= target && done());
+  });
+}
+
+async function pingWindow(m: Command): Promise<PingWindow> {
+  if (!pingGcObserving) pingGcObserver.observe({ entryTypes: ["gc"] }); // from the first ping command on
+  pingGcObserving = true;
+  const clients = hubInternals.clients;
+  for (const ws of clients.keys()) {
+    if (counted.has(ws)) continue;
+    counted.add(ws);
+    ws.on("pong", onPong);
+  }
+  // pingRound visits the sockets in the map's order: the last one is pinged by the last slice.
+  const order = [...clients.keys()].filter((ws) => ws.readyState === ws.OPEN);
+  const last = order.length > 0 ? clients.get(order[order.length - 1]!) : undefined;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  const h = monitorEventLoopDelay({ resolution: PING_RESOLUTION_MS });
+  h.enable();
+  await pause(PING_PREROLL_MS);
+  pongs = 0;
+  lastPongAt = 0;
+  const t0 = nowMs();
+  gcWindow = { from: performance.now(), maxMs: 0, count: 0 };
+  const timeoutMs = m.timeoutMs ?? 10_000;
+  let firstSliceMs = NaN;
+  let roundMs = NaN;
+  let slices = 0;
+  if (m.round) {
+    hubInternals.pingRound();
+    firstSliceMs = nowMs() - t0;
+    slices = 1;
+    if (last?.alive === false) roundMs = firstSliceMs;
+    else if (last) {
+      // Each of the hub's slices schedules the next with setImmediate; this check is queued right
+      // after it, so it runs in the same turn, just after that slice.
+      await new Promise<void>((resolve) => {
+        const turn = (): void => {
+          slices++;
+          if (last.alive === false) {
+            roundMs = nowMs() - t0;
+            resolve();
+          } else if (slices > order.length || nowMs() - t0 > timeoutMs) resolve();
+          else setImmediate(turn);
+        };
+        setImmediate(turn);
+      });
+    }
+    await pongsReach(order.length, t0 + timeoutMs);
+    await pause(PING_TAIL_MS);
+  } else {
+    await pause(m.windowMs ?? 500);
+  }
+  h.disable();
+  const windowMs = nowMs() - t0 + PING_PREROLL_MS;
+  await pause(0); // gc entries are delivered asynchronously
+  const gcSeen = gcWindow;
+  gcWindow = undefined;
+  let closed = 0;
+  for (const n of closedBy.values()) closed += n;
+  return {
+    sockets: m.round ? order.length : clients.size,
+    firstSliceMs,
+    roundMs,
+    pongsMs: m.round && pongs >= order.length && lastPongAt > 0 ? lastPongAt - t0 : NaN,
+    slices,
+    pongs,
+    loop: {
+      max: h.max / 1e6,
+      p99: h.percentile(99) / 1e6,
+      p50: h.percentile(50) / 1e6,
+      mean: h.mean / 1e6,
+      count: h.count,
+    },
+    resolutionMs: PING_RESOLUTION_MS,
+    windowMs,
+    gcMaxMs: gcSeen.maxMs,
+    gcCount: gcSeen.count,
+    socketsAfter: clients.size,
+    closed,
+    deadPeers: closedBy.get("dead_peer") ?? 0,
+  };
+}
+
+process.on("message", (m: Command) => {
+  if (m.cmd === "ping") {
+    void pingWindow(m).then((w) => send({ type: "ping", ...w }));
+  } else if (m.cmd === "resync") {
     send({
       type: "resync",
       t: nowMs(),
