@@ -6,7 +6,7 @@ import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
-import { textFrame, writeFrames } from "./ws-frames.js";
+import { pingInSlices, textFrame, writeFrames } from "./ws-frames.js";
 import { ResyncPacer } from "./ws-resync.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
 
@@ -34,11 +34,6 @@ interface Client {
   /** Why we closed it, for the disconnect log and metrics; unset when the peer closed. */
   closeReason?: string;
 }
-
-/** Sockets pinged per turn of the event loop. */
-const PING_SLICE = 500;
-/** RFC 6455 ping: FIN + opcode 9, no payload, unmasked (server to client). */
-const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 /** Client frames tolerated per ping interval before the socket is closed as abusive. */
 const MAX_CLIENT_FRAMES_PER_ROUND = 100;
@@ -235,33 +230,25 @@ export class WsHub {
     this.writeAll(statusFrame(user.id, user.email, user.status), 1);
   }
 
-  /**
-   * Pings every socket (and drops those that did not answer the last ping), a slice at a time:
-   * one pass over 5,000 sockets with `ws.ping()` held the event loop for 75-170 ms, which every
-   * change waiting to go out would wait for. The ping is one pre-built frame written raw, as the
-   * status frames are; `ws` still reports the pong.
-   */
+  /** Pings every socket, a slice at a time, and drops those that did not answer the last ping. */
   private pingRound(): void {
-    const sockets = [...this.clients.keys()];
-    const slice = (from: number): void => {
-      const end = Math.min(from + PING_SLICE, sockets.length);
-      for (let i = from; i < end; i++) {
-        const ws = sockets[i]!;
+    pingInSlices(
+      [...this.clients.keys()],
+      (ws) => {
         const client = this.clients.get(ws);
-        if (!client || ws.readyState !== ws.OPEN) continue; // gone, or closing: its timer ends it
+        if (!client) return "skip"; // closed since the round began
         if (!client.alive) {
           this.opts.log.info({ event: "ws_dead_peer", remote: client.remote }, "no pong: dropping socket");
           client.closeReason = "dead_peer";
           ws.terminate();
-          continue;
+          return "skip";
         }
         client.alive = false;
         client.received = 0;
-        writeFrames(ws, PING_FRAME);
-      }
-      if (end < sockets.length && this.timers.length > 0) setImmediate(() => slice(end));
-    };
-    slice(0);
+        return "ping";
+      },
+      () => this.timers.length > 0,
+    );
   }
 }
 

@@ -264,7 +264,7 @@ describe("downstream faults", () => {
     await waitUntil(() => gw.gateway.hub.size === 1, 5000, "abusive sockets freed");
   });
 
-  test("half-open TCP: a peer that stops answering pings is dropped after about two ping intervals", async (t) => {
+  test("half-open TCP: a peer that stops answering pings is dropped after about two ping intervals (/ws and v2)", async (t) => {
     const { gw } = await setup(t, { PRESENCE_WS_PING_INTERVAL_MS: "200" });
     const healthy = attempt(gw.url);
     const noPong = attempt(gw.url, { autoPong: false });
@@ -284,6 +284,25 @@ describe("downstream faults", () => {
     await waitUntil(() => pings >= 5, 10_000, "five more pings");
     assert.equal(healthy.ws.readyState, WebSocket.OPEN);
     assert.equal(gw.gateway.hub.size, 1);
+
+    // The API v2 stream's pool does the same.
+    const v2Healthy = await StreamConn.open(gw.url, { secret: SECRET });
+    t.after(() => v2Healthy.ws.terminate());
+    const v2NoPong = new WebSocket(`${gw.url.replace("http", "ws")}/api/v2/stream`, {
+      headers: { Authorization: `Bearer ${SECRET}` },
+      autoPong: false,
+    });
+    t.after(() => v2NoPong.terminate());
+    v2NoPong.on("error", () => undefined);
+    let v2NoPongClosed = false;
+    v2NoPong.once("close", () => (v2NoPongClosed = true));
+    await new Promise((resolve, reject) => v2NoPong.once("open", resolve).once("error", reject));
+    await waitUntil(() => v2NoPongClosed, 10_000, "the v2 peer without pongs dropped");
+    let v2Pings = 0;
+    v2Healthy.ws.on("ping", () => v2Pings++);
+    await waitUntil(() => v2Pings >= 3, 10_000, "more pings on the healthy v2 stream");
+    assert.equal(v2Healthy.ws.readyState, WebSocket.OPEN);
+    assert.equal(gw.gateway.v2.stream.size, 1);
     await sleep(0);
   });
 });

@@ -5,7 +5,7 @@ import type { Logger } from "../../log.js";
 import { ChangeLog } from "../../presence/change-log.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
-import { textFrame, writeFrames } from "../ws-frames.js";
+import { pingInSlices, textFrame, writeFrames } from "../ws-frames.js";
 import { V2_CLOSE } from "./protocol.js";
 import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
@@ -310,16 +310,23 @@ export class V2Stream {
     setTimeout(() => client.ws.terminate(), 1000).unref();
   }
 
+  /** Pings every socket, a slice at a time, and drops those that did not answer the last ping. */
   private pingRound(): void {
-    for (const client of this.clients.values()) {
-      if (!client.alive) {
-        client.closeReason ??= "dead_peer";
-        client.ws.terminate();
-        continue;
-      }
-      client.alive = false;
-      client.received = 0;
-      client.ws.ping();
-    }
+    pingInSlices(
+      [...this.clients.keys()],
+      (ws) => {
+        const client = this.clients.get(ws);
+        if (!client) return "skip";
+        if (!client.alive) {
+          client.closeReason ??= "dead_peer";
+          ws.terminate();
+          return "skip";
+        }
+        client.alive = false;
+        client.received = 0;
+        return "ping";
+      },
+      () => this.timers.length > 0,
+    );
   }
 }
