@@ -72,23 +72,31 @@ export interface RequestUrl {
   readonly searchParams: URLSearchParams;
 }
 
-/** Paths that WHATWG URL would rewrite (dot segments, escapes, backslashes) or a fragment. */
-const NOT_PLAIN = /\/\.|\\|%|#/;
+/**
+ * Paths that a URL parser would rewrite into another path: backslashes, dot segments, and
+ * escaped dots, slashes or backslashes. They are refused (404), never resolved: behind the
+ * documented nginx prefix route, `/plugins/com.mattermost.outlook-presence/..\..\metrics`
+ * stays under the prefix for nginx (a backslash is no separator there) but would resolve to
+ * `/metrics` here, putting the private routes on the public hostname.
+ */
+const REWRITABLE = /\\|%2e|%2f|%5c|(?:^|\/)\.{1,2}(?:\/|$)/i;
 
 /**
- * The request target as a path and query. The common case (an origin-form target with a plain
- * path) is split by hand, which costs a fraction of `new URL` on every /status request; anything
- * else goes through WHATWG URL, so both give the same answer.
+ * The request target as a path and query, or undefined (404) for one that is not a plain path.
+ * Origin-form targets (all that proxies and providers send) are split by hand, which also costs a
+ * fraction of `new URL` on every /status request; an absolute-form target goes through WHATWG URL
+ * (it can no longer rewrite the path, see REWRITABLE).
  */
 function parseUrl(req: IncomingMessage): RequestUrl | undefined {
   const raw = req.url ?? "/";
   const q = raw.indexOf("?");
   const path = q < 0 ? raw : raw.slice(0, q);
-  if (raw.charCodeAt(0) === 47 /* / */ && !NOT_PLAIN.test(path) && !raw.includes("#", q)) {
+  if (REWRITABLE.test(path)) return undefined;
+  if (raw.charCodeAt(0) === 47 /* / */) {
     return { pathname: path, searchParams: new URLSearchParams(q < 0 ? "" : raw.slice(q + 1)) };
   }
   try {
-    return new URL(raw, "http://gateway");
+    return new URL(raw);
   } catch {
     return undefined;
   }
