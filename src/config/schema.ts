@@ -213,7 +213,7 @@ export const SETTINGS = [
   {
     env: "PRESENCE_TRUSTED_PROXIES",
     kind: "addresses",
-    default: "127.0.0.1,::1",
+    default: "none",
     help: "reverse proxies (addresses or CIDRs, comma separated; none: no proxy) whose X-Forwarded-For names the client for per-address limits and logs",
   },
   { env: "HOST", kind: "string", default: "0.0.0.0", help: "address to listen on" },

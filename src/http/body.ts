@@ -11,6 +11,20 @@ import { sendError } from "./errors.js";
 const DRAIN_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
+ * Reads and drops a request body that is answered without it (refused before reading), up to
+ * DRAIN_MAX_BYTES; past that the socket is cut, so a client cannot hold a refused request open
+ * by sending forever.
+ */
+export function discardBody(req: IncomingMessage): void {
+  let size = 0;
+  req.on("data", (c: Buffer) => {
+    size += c.length;
+    if (size > DRAIN_MAX_BYTES) req.destroy();
+  });
+  req.on("error", () => undefined);
+}
+
+/**
  * Reads a JSON request body of at most `maxBytes`. Too large (declared or sent): 413 at once, the
  * rest of the body drained (see DRAIN_MAX_BYTES); not JSON: 400 `invalid_body` saying
  * `expected`. Otherwise `onJson` gets the parsed value (and answers). Errors on the request stream

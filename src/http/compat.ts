@@ -11,9 +11,9 @@ import { acceptsGzip, refuseUpgrade, sendJson, type HttpModule, type RequestUrl 
 import { KeyedRateLimiter } from "./rate-limit.js";
 import { AuthFailureLimiter } from "./auth-limit.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
-import { RecentReaders } from "./recent-readers.js";
+import { FRESH_READ_MS, RecentReaders } from "./recent-readers.js";
 import { StatusPages, isEndPage } from "./status-pages.js";
-import { readJsonBody } from "./body.js";
+import { discardBody, readJsonBody } from "./body.js";
 import type { WsHub } from "./ws-hub.js";
 
 /** The old plugin's base path: deployed providers request exactly this. */
@@ -32,6 +32,8 @@ export interface CompatDeps {
   hintUser: (userId: string) => boolean;
   /** Hints accepted per remote address per second (burst twice that). */
   hintsPerAddress: number;
+  /** PRESENCE_REPLAY_WINDOW_MS: a /status read counts as fresh for a socket at most this long. */
+  replayWindowMs?: number;
   /** PRESENCE_MAX_CONNECTIONS, shared with the sockets open elsewhere (API v2 streams). */
   maxConnections: number;
   otherSockets?: () => number;
@@ -55,7 +57,7 @@ const publishBody = z.object({ user_id: z.string(), status: z.string() }).passth
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());
   const clientAddress = deps.clientAddress ?? peerAddress;
-  const readers = new RecentReaders();
+  const readers = new RecentReaders(Math.min(FRESH_READ_MS, deps.replayWindowMs ?? FRESH_READ_MS));
   const hintLimiter = new KeyedRateLimiter(deps.hintsPerAddress, deps.hintsPerAddress * 2);
   const authorized = (req: IncomingMessage, url: RequestUrl): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
@@ -124,7 +126,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
     // address: hints are only a shortcut (the poll catches every change anyway), so dropping
     // some there costs nothing.
     if (!hintLimiter.take(clientAddress(req))) {
-      req.resume();
+      discardBody(req);
       return sendError(res, "rate_limited", "too many status hints from this address", {
         "Retry-After": "1",
       });
@@ -171,7 +173,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
             deps.log.warn({ event: "ws_refused", sockets: open }, "connection limit reached");
             return refuse("too_many_connections", "connection limit reached; retry later");
           }
-          deps.hub.accept(req, socket, head, { resync: !readers.fresh(clientAddress(req)) });
+          deps.hub.accept(req, socket, head, { resync: !readers.take(clientAddress(req)) });
         },
       },
     ],

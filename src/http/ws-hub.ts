@@ -78,8 +78,11 @@ export class WsHub {
   constructor(private readonly opts: WsHubOptions) {
     this.now = opts.now ?? Date.now;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
-    this.resync = new ResyncPacer(opts.snapshot, opts.resyncBytesPerSecond ?? 0, (messages, bytes) =>
-      this.telemetry.wsResync(messages, bytes),
+    this.resync = new ResyncPacer(
+      opts.snapshot,
+      opts.resyncBytesPerSecond ?? 0,
+      opts.maxBufferBytes,
+      (messages, bytes) => this.telemetry.wsResync(messages, bytes),
     );
     this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
   }

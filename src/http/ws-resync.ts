@@ -6,8 +6,11 @@ import { textFrame, writeFrames } from "./ws-frames.js";
 
 /** How often the pacer hands out its budget. */
 const TICK_MS = 100;
-/** Most bytes written to one socket in one go, and the unsent bytes above which it is skipped. */
-const CHUNK_BYTES = 64 * 1024;
+/**
+ * Most bytes written to one socket in one go, and the unsent bytes above which it is skipped
+ * (smaller when the buffer cap is small: see the constructor).
+ */
+const MAX_CHUNK_BYTES = 64 * 1024;
 
 interface Pending {
   /** Index of the next user to send, in the snapshot's visible order. */
@@ -36,7 +39,8 @@ interface Framed {
  * The cost is bounded across all sockets: at most `bytesPerSecond`, handed out every 100 ms to
  * the sockets in the order they connected, each in chunks of up to 64 KiB made of frames built
  * once per user and status (nothing is serialized per socket). A socket with more than a chunk
- * unsent is skipped until it drains, so a pass never trips the buffer cap. After a gateway restart
+ * unsent is skipped until it drains, and a chunk is at most a quarter of the buffer cap
+ * (PRESENCE_WS_MAX_BUFFER_BYTES), so a pass never trips the cap. After a gateway restart
  * every socket reconnects: a 10,000-user directory (about 0.9 MB) to 10,000 sockets at the default
  * 8 MiB/s takes about 18 minutes in the background; one laptop waking up is served at once.
  *
@@ -50,11 +54,17 @@ export class ResyncPacer {
   private framed = new Map<string, Framed>();
   private framedLayout = -1;
 
+  private readonly chunkBytes: number;
+
+  /** `maxBufferBytes`: the cap a socket is closed at (1013); chunks stay well under it. */
   constructor(
     private readonly snapshot: PresenceSnapshot,
     private readonly bytesPerSecond: number,
+    maxBufferBytes: number,
     private readonly onSent: (messages: number, bytes: number) => void = () => undefined,
-  ) {}
+  ) {
+    this.chunkBytes = Math.max(512, Math.min(MAX_CHUNK_BYTES, Math.floor(maxBufferBytes / 4)));
+  }
 
   get enabled(): boolean {
     return this.bytesPerSecond > 0;
@@ -100,21 +110,23 @@ export class ResyncPacer {
         this.pending.delete(ws);
         continue;
       }
-      if (ws.bufferedAmount > CHUNK_BYTES) continue;
+      if (ws.bufferedAmount > this.chunkBytes) continue;
       if (p.layout !== layout) {
         p.layout = layout;
         p.next = 0;
       }
-      const limit = Math.min(CHUNK_BYTES, budget);
+      const limit = Math.min(this.chunkBytes, budget);
       const frames: Buffer[] = [];
       let bytes = 0;
-      // Whole frames only, within the budget left.
+      // Whole frames only, within the budget left; a frame larger than any chunk goes alone.
       while (p.next < visible.length) {
         const frame = this.frameOf(visible[p.next]!);
-        if (bytes + frame.length > limit) break;
+        const alone = frames.length === 0 && frame.length > this.chunkBytes;
+        if (bytes + frame.length > limit && !alone) break;
         frames.push(frame);
         bytes += frame.length;
         p.next++;
+        if (alone) break;
       }
       if (frames.length === 0 && p.next < visible.length) break; // this tick's budget is spent
       if (

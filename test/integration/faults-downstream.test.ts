@@ -175,9 +175,15 @@ describe("downstream faults", () => {
   });
 
   test("a provider that reconnects after missing changes is resynced; one that just read /status is not", async (t) => {
-    // No replay window: only the resync can repair what a provider missed while away.
-    const { sim, gw } = await setup(t, { PRESENCE_REPLAY_WINDOW_MS: "0" }, 300);
-    // Two desktops behind the (trusted, loopback) proxy.
+    // A short replay window, which the sleeper stays away longer than: only the resync can
+    // repair what it missed.
+    const REPLAY_MS = 1500;
+    const { sim, gw } = await setup(
+      t,
+      { PRESENCE_REPLAY_WINDOW_MS: String(REPLAY_MS), PRESENCE_TRUSTED_PROXIES: "127.0.0.1,::1" },
+      300,
+    );
+    // Two desktops behind a trusted proxy (loopback, as nginx on the same host).
     const away = new FakeProvider(gw.url, SECRET, { forwardedFor: "192.0.2.1" });
     t.after(() => away.close());
     // It never read /status (its first read failed, say): the resync alone fills it.
@@ -196,6 +202,7 @@ describe("downstream faults", () => {
       movers.some((u) => away.store.get(u.email) !== sim.getStatus(u.id)),
       "the provider is stale",
     );
+    await sleep(REPLAY_MS + 500); // the changes are now older than the replay window
 
     // A provider starting now reads /status first: its socket gets no resync.
     const fresh = new FakeProvider(gw.url, SECRET, { forwardedFor: "192.0.2.2" });
@@ -203,12 +210,16 @@ describe("downstream faults", () => {
     await fresh.loadStatus();
     await fresh.connect();
     // The sleeper wakes up: no /status read (the provider never re-reads it), just a new socket.
+    const before = away.messages.length;
     await away.connect();
     await assertConverged(sim, [away, fresh]);
     await waitUntil(() => gw.gateway.hub.resyncing === 0, 10_000, "the resync done");
-    assert.ok(
-      away.messages.length >= 300 * 0.9,
-      `the sleeper got every status again (${away.messages.length})`,
+    const resent = new Set(away.messages.slice(before).map((m) => m.email));
+    const visible = gw.gateway.snapshot.visible().map((u) => u.email);
+    assert.deepEqual(
+      visible.filter((e) => !resent.has(e)),
+      [],
+      "the sleeper's new socket was sent every status",
     );
     assert.equal(fresh.messages.length, 0, "the fresh provider was sent nothing (no change happened)");
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();

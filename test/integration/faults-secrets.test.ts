@@ -117,8 +117,12 @@ describe("secrets", () => {
         headers: { "X-Forwarded-For": `198.51.100.1, ${client}` },
       });
 
-    // Default: loopback (where this test connects from) is a trusted proxy.
-    const proxied = await gateway(sim, { PRESENCE_AUTH_FAILURE_BURST: String(BURST), LOG_LEVEL: "debug" });
+    // Loopback (where this test connects from) is the trusted proxy, as for nginx on the same host.
+    const proxied = await gateway(sim, {
+      PRESENCE_AUTH_FAILURE_BURST: String(BURST),
+      PRESENCE_TRUSTED_PROXIES: "127.0.0.1,::1",
+      LOG_LEVEL: "debug",
+    });
     t.after(() => proxied.stop());
     for (let i = 0; i < BURST; i++) assert.equal((await wrongFrom(proxied, "192.0.2.10")).status, 403);
     assert.equal((await wrongFrom(proxied, "192.0.2.10")).status, 429, "that desktop is limited");
@@ -131,11 +135,8 @@ describe("secrets", () => {
       "the request log names the desktop",
     );
 
-    // PRESENCE_TRUSTED_PROXIES=none: the header is anyone's claim, so all of it is one address.
-    const direct = await gateway(sim, {
-      PRESENCE_AUTH_FAILURE_BURST: String(BURST),
-      PRESENCE_TRUSTED_PROXIES: "none",
-    });
+    // No trusted proxy (the default): the header is anyone's claim, so all of it is one address.
+    const direct = await gateway(sim, { PRESENCE_AUTH_FAILURE_BURST: String(BURST) });
     t.after(() => direct.stop());
     for (let i = 0; i < BURST; i++) assert.equal((await wrongFrom(direct, `192.0.2.${20 + i}`)).status, 403);
     assert.equal(

@@ -208,6 +208,7 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
 
   test("a new user appears with their current status, on /ws and in /status", async () => {
     const p = await provider();
+    await p.loadStatus(); // as a provider starts: no resync, so the newcomer can only come live
     await p.connect();
     const u = sim.addUser({ username: "zz.newcomer", email: "zz.newcomer@example.com", status: "dnd" });
     await p.until((pp) => pp.store.get(u.email) === "dnd", 10_000, "new user on /ws");
@@ -245,6 +246,7 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
     const next: SimStatus = sim.getStatus(u.id) === "away" ? "online" : "away";
     sim.setStatus(u.id, next);
     const watcher = await provider();
+    await watcher.loadStatus();
     await watcher.connect();
     await watcher.until((pp) => pp.store.get(u.email) === next, 10_000, "live change");
     const late = await provider();

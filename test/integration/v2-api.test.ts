@@ -142,6 +142,29 @@ describe("API v2 HTTP: /api/v2/presence, /query and the OpenAPI document", () =>
     assert.ok(read >= 2 * 5 * 1024 * 1024, `the server read ${read} bytes of two 5 MiB bodies`);
   });
 
+  test("a refused request's body is drained only so far: a client sending forever is cut off", async () => {
+    let status = 0;
+    let sent = 0;
+    let ended = false;
+    const req = request(`${gw.url}/api/v2/presence/query`, { method: "POST" }); // no secret: 401
+    req.on("response", (res) => {
+      status = res.statusCode ?? 0;
+      res.resume();
+    });
+    req.on("error", () => (ended = true));
+    req.on("close", () => (ended = true));
+    const chunk = Buffer.alloc(256 * 1024, " ");
+    // At most 64 MiB: the gateway cuts it at 8 MiB past the answer.
+    while (!ended && sent < 64 * 1024 * 1024) {
+      sent += chunk.length;
+      if (!req.write(chunk)) await new Promise((r) => setTimeout(r, 5));
+      if (!req.writableNeedDrain) await new Promise((r) => setImmediate(r));
+    }
+    req.destroy();
+    assert.equal(status, 401);
+    assert.ok(ended && sent < 32 * 1024 * 1024, `cut off after ${sent} bytes`);
+  });
+
   test("ETag and 304; a new last_activity_at alone changes the answer but sends providers nothing", async () => {
     const first = await get("/api/v2/presence");
     const etag = first.headers.get("etag");

@@ -167,8 +167,8 @@ test("the README's settings table lists every setting with its flag and default"
   }
 });
 
-test("trusted proxies: loopback by default, addresses and CIDRs, none; a bad entry is named", () => {
-  assert.deepEqual(loadConfig([], BASE).config.trustedProxies, ["127.0.0.1", "::1"]);
+test("trusted proxies: none by default, addresses and CIDRs; a bad entry is named", () => {
+  assert.deepEqual(loadConfig([], BASE).config.trustedProxies, []);
   assert.deepEqual(
     loadConfig([], { ...BASE, PRESENCE_TRUSTED_PROXIES: " 10.0.0.0/8, 192.168.1.7 ,fd00::/8" }).config
       .trustedProxies,

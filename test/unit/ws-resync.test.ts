@@ -5,6 +5,8 @@ import { ResyncPacer } from "../../src/http/ws-resync.js";
 import { PresenceSnapshot } from "../../src/presence/snapshot.js";
 import { directoryUser as user, userId as id } from "../helpers/directory.js";
 
+const MiB = 1024 * 1024;
+
 function snapshotOf(n: number, status = "online"): PresenceSnapshot {
   const s = new PresenceSnapshot();
   s.applyDirectory(Array.from({ length: n }, (_, i) => user(i)));
@@ -52,7 +54,7 @@ test("each socket gets every user once, in order, within the budget per tick, ol
   const snapshot = snapshotOf(100);
   const sent: number[] = [];
   // 1,000 bytes per tick, whole frames only (each about 80 bytes here).
-  const pacer = new ResyncPacer(snapshot, 10_000, (messages) => sent.push(messages));
+  const pacer = new ResyncPacer(snapshot, 10_000, MiB, (messages) => sent.push(messages));
   const a = new FakeSocket();
   const b = new FakeSocket();
   pacer.add(a.ws);
@@ -75,7 +77,7 @@ test("each socket gets every user once, in order, within the budget per tick, ol
 
 test("what is written is the status at the time of writing, never an older one", () => {
   const snapshot = snapshotOf(30);
-  const pacer = new ResyncPacer(snapshot, 10_000);
+  const pacer = new ResyncPacer(snapshot, 10_000, MiB);
   const a = new FakeSocket();
   pacer.add(a.ws);
   pacer.tick(); // the first dozen users
@@ -90,7 +92,7 @@ test("what is written is the status at the time of writing, never an older one",
 
 test("a socket with unsent bytes is skipped until it drains; a closed one is dropped; a new layout restarts a pass", () => {
   const snapshot = snapshotOf(30);
-  const pacer = new ResyncPacer(snapshot, 1_000_000);
+  const pacer = new ResyncPacer(snapshot, 1_000_000, MiB);
   const slow = new FakeSocket();
   const gone = new FakeSocket();
   const moved = new FakeSocket();
@@ -106,7 +108,7 @@ test("a socket with unsent bytes is skipped until it drains; a closed one is dro
   pacer.tick();
   assert.equal(slow.messages().length, 30);
 
-  const small = new ResyncPacer(snapshot, 10_000);
+  const small = new ResyncPacer(snapshot, 10_000, MiB);
   small.add(moved.ws);
   small.tick(); // some of the 30
   const before = moved.messages().length;
@@ -120,9 +122,31 @@ test("a socket with unsent bytes is skipped until it drains; a closed one is dro
 });
 
 test("a budget of 0 turns it off", () => {
-  const pacer = new ResyncPacer(snapshotOf(5), 0);
+  const pacer = new ResyncPacer(snapshotOf(5), 0, MiB);
   const a = new FakeSocket();
   pacer.add(a.ws);
   assert.equal(pacer.size, 0);
   assert.equal(pacer.enabled, false);
+});
+
+test("a small buffer cap makes small chunks; a message larger than any chunk still goes, alone", () => {
+  const snapshot = new PresenceSnapshot();
+  // Go's escaping makes each & six bytes: this one message is larger than a 512-byte chunk.
+  const wide = `${"a&".repeat(120)}@example.com`;
+  snapshot.applyDirectory([user(0), user(1, wide), user(2)]);
+  snapshot.applyStatuses(new Map([0, 1, 2].map((i) => [id(i), "online"])), true);
+  const pacer = new ResyncPacer(snapshot, 1_000_000, 2048); // chunks of at most 512 bytes
+  const a = new FakeSocket();
+  pacer.add(a.ws);
+  for (let i = 0; i < 10 && pacer.size > 0; i++) pacer.tick();
+  assert.equal(pacer.size, 0, "the pass finished");
+  assert.deepEqual(
+    a.messages().map((m) => m.email),
+    ["user0@example.com", wide, "user2@example.com"],
+  );
+  assert.equal(
+    a.writes.filter((w) => w.length > 512).length,
+    1,
+    "chunks of at most a quarter of the cap, but for the one wide message",
+  );
 });

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { gzip } from "node:zlib";
 import { z } from "zod";
 import { secretMatches } from "../auth.js";
-import { readJsonBody } from "../body.js";
+import { discardBody, readJsonBody } from "../body.js";
 import { sendError } from "../errors.js";
 import { acceptsGzip, type HttpRoute, type RequestUrl } from "../router.js";
 import { OPENAPI } from "./openapi.js";
@@ -125,7 +125,7 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
 
   function query(req: IncomingMessage, res: ServerResponse): void {
     if (!guard(req, res)) {
-      req.resume();
+      discardBody(req);
       return;
     }
     readJsonBody(req, res, MAX_QUERY_BODY, 'expected JSON {"emails"?: [...], "user_ids"?: [...]}', (json) => {
