@@ -59,8 +59,11 @@ async function startGateway(simUrl: string): Promise<{ child: ChildProcess; url:
       PORT: "0",
       LOG_LEVEL: "info",
       PRESENCE_POLL_INTERVAL_MS: String(POLL_MS),
-      // Far beyond the run: delivery must come from change messages, not the keepalive's repair.
+      // Far beyond the run, and no resync: delivery must come from change messages, not from the
+      // keepalive's or the resync's repair (the sockets share one /status read, so all but one
+      // would otherwise be resynced).
       PRESENCE_KEEPALIVE_MS: "600000",
+      PRESENCE_RESYNC_BYTES_PER_SECOND: "0",
       PRESENCE_REQUEST_TIMEOUT_MS: "1000",
       PRESENCE_BACKOFF_MAX_MS: "2000",
       PRESENCE_DIRECTORY_REFRESH_MS: "10000",
