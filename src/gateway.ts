@@ -155,7 +155,7 @@ export class Gateway {
           notReadyReason: () => this.notReadyReason(),
           hintUser: (id) => (this.broker.isLeader ? this.sync.hintUser(id) : this.broker.forwardHint(id)),
           hintsPerAddress: config.hintsPerAddress,
-        replayWindowMs: config.replayWindowMs,
+          replayWindowMs: config.replayWindowMs,
           maxConnections: config.maxConnections,
           otherSockets: () => this.v2.stream.size,
           authFailureBurst: config.authFailureBurst,
