@@ -171,7 +171,7 @@ export class Gateway {
         this.admin,
         this.v2,
       ],
-      clientAddress,
+      { clientAddress },
     );
     this.snapshot.onChanges((changes) => {
       telemetry.statusChanges(changes.length);

@@ -137,12 +137,19 @@ function logRequest(
  * node:http with an exact-path route table. A handler that throws gets a 500 JSON answer and one
  * log line (with the secret redacted from the URL); the process never goes down for a request.
  */
+export interface ServerOptions {
+  clientAddress?: ClientAddress;
+  /** A connection with no traffic either way for this long is closed (WebSockets excepted). */
+  idleTimeoutMs?: number;
+}
+
 export function createHttpServer(
   log: Logger,
   telemetry: Telemetry,
   modules: readonly HttpModule[],
-  clientAddress: ClientAddress = peerAddress,
+  opts: ServerOptions = {},
 ): Server {
+  const clientAddress = opts.clientAddress ?? peerAddress;
   const routes = new Map<string, HttpRoute>();
   const upgrades = new Map<string, UpgradeRoute>();
   for (const m of modules) {
@@ -200,6 +207,19 @@ export function createHttpServer(
     if (socket.writable)
       socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     else socket.destroy();
+  });
+
+  // Node's header and request timeouts start with a request's first byte: a connection that
+  // never sends one would hold its file descriptor forever, and enough of them lock every
+  // desktop out. Any HTTP connection quiet for idleTimeoutMs is closed; WebSockets are not
+  // affected (`ws` clears the socket timeout on upgrade, and pings its own).
+  server.timeout = opts.idleTimeoutMs ?? 30_000;
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 60_000;
+  // After listening, accept errors (EMFILE when out of file descriptors) arrive here: without a
+  // listener they would end the process.
+  server.on("error", (err) => {
+    if (server.listening) log.warn({ event: "server_error", err: err.message }, "HTTP server error");
   });
   return server;
 }
