@@ -157,7 +157,7 @@ export class Gateway {
           hintsPerAddress: config.hintsPerAddress,
           replayWindowMs: config.replayWindowMs,
           maxConnections: config.maxConnections,
-          otherSockets: () => this.v2.stream.size,
+          otherSockets: () => this.v2.stream.authenticated,
           authFailureBurst: config.authFailureBurst,
           authFailureWindowMs: config.authFailureWindowMs,
           clientAddress,

@@ -17,6 +17,7 @@ import {
 } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 import { StreamConn } from "../helpers/v2-stream.js";
+import { MAX_PENDING_AUTH } from "../../src/http/v2/stream.js";
 
 const TOKEN = `tok-${process.pid}-faults-down`;
 const SECRET = `sec-${process.pid}-faults-down`;
@@ -172,6 +173,38 @@ describe("downstream faults", () => {
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     assert.match(metrics, /^outlook_presence_ws_connections 1$/m);
     assert.match(metrics, /^outlook_presence_v2_stream_connections 2$/m);
+  });
+
+  test("v2 sockets that never authenticate cannot take the desktops' connections; their number is capped", async (t) => {
+    const { gw } = await setup(t, { PRESENCE_MAX_CONNECTIONS: "2" });
+    const v2Url = `${gw.url.replace("http", "ws")}/api/v2/stream`;
+    const openRaw = (headers: Record<string, string> = {}) => {
+      const ws = new WebSocket(v2Url, { headers });
+      ws.on("error", () => undefined);
+      t.after(() => ws.terminate());
+      return ws;
+    };
+    const opened = (ws: WebSocket) =>
+      new Promise<number>((resolve) => {
+        ws.once("open", () => resolve(101));
+        ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      });
+    // Sockets waiting for their auth message (no header): up to the cap, none counted as a desktop.
+    const pending = Array.from({ length: MAX_PENDING_AUTH }, () => openRaw());
+    assert.deepEqual(new Set(await Promise.all(pending.map(opened))), new Set([101]));
+    assert.equal(await opened(openRaw()), 503, "one more waiting socket is refused");
+    // The desktops still get their two connections.
+    const desktops = [attempt(gw.url), attempt(gw.url)];
+    t.after(() => desktops.forEach((a) => a.ws.terminate()));
+    for (const d of desktops) assert.deepEqual(await d.result, { open: true });
+    // The limit is full now: a waiting socket that authenticates is closed (1013), not admitted.
+    const late = pending[0]!;
+    let closedWith: number | undefined;
+    late.once("close", (code) => (closedWith = code));
+    late.send(JSON.stringify({ type: "auth", secret: SECRET }));
+    await waitUntil(() => closedWith !== undefined, 5000, "the late socket closed");
+    assert.equal(closedWith, 1013);
+    assert.equal(gw.gateway.hub.size, 2);
   });
 
   test("a provider that reconnects after missing changes is resynced; one that just read /status is not", async (t) => {

@@ -5,7 +5,7 @@ import { sendError, type ErrorCode } from "../errors.js";
 import { refuseUpgrade, type HttpModule } from "../router.js";
 import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
-import { V2Stream } from "./stream.js";
+import { MAX_PENDING_AUTH, V2Stream } from "./stream.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
 import type { ClientAddress } from "../client-address.js";
 
@@ -53,7 +53,10 @@ export function presenceApiV2(deps: V2Deps): V2Api {
     pingIntervalMs: deps.pingIntervalMs,
     authTimeoutMs: deps.authTimeoutMs,
     clientAddress: deps.clientAddress,
+    admit: () => admit(),
   });
+  /** One more authenticated socket fits PRESENCE_MAX_CONNECTIONS, shared with the compat pool. */
+  const admit = (): boolean => stream.authenticated + deps.otherSockets() < deps.maxConnections;
   return {
     stream,
     routes: [
@@ -90,7 +93,14 @@ export function presenceApiV2(deps: V2Deps): V2Api {
           }
           const notReady = deps.notReadyReason();
           if (notReady !== undefined) return refuse("not_ready", notReady);
-          if (stream.size + deps.otherSockets() >= deps.maxConnections) {
+          if (!authorized && stream.pendingAuth >= MAX_PENDING_AUTH) {
+            deps.log.warn(
+              { event: "v2_refused", pending: stream.pendingAuth },
+              "too many sockets waiting to authenticate",
+            );
+            return refuse("too_many_connections", "too many sockets waiting to authenticate; retry later");
+          }
+          if (authorized && !admit()) {
             deps.log.warn({ event: "v2_refused", sockets: stream.size }, "connection limit reached");
             return refuse("too_many_connections", "connection limit reached; retry later");
           }

@@ -22,6 +22,11 @@ export interface StreamOptions {
   pingIntervalMs: number;
   /** How long a socket without an Authorization header has to send its auth message. */
   authTimeoutMs?: number;
+  /**
+   * Whether one more authenticated socket fits the shared PRESENCE_MAX_CONNECTIONS; asked when a
+   * socket authenticates by message (header-authorized ones are checked before the upgrade).
+   */
+  admit?: () => boolean;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
 }
@@ -44,6 +49,7 @@ interface Client {
   /** Bytes of catch-up allowed over the cap until the socket first drains below it. */
   slack: number;
   closeReason?: string;
+  /** Set while the socket has not sent its auth message yet. */
   authTimer?: NodeJS.Timeout;
 }
 
@@ -53,6 +59,12 @@ const MAX_CLIENT_MESSAGES_PER_ROUND = 100;
 const CATCHUP_CHUNK = 1000;
 /** Subscriptions can be long lists of emails: up to 50,000 of them fit. */
 const MAX_CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Sockets still waiting for their auth message, at most. They are not counted in the shared
+ * connection limit (so sockets that never authenticate cannot lock desktops out), and each may
+ * send one message of up to 4 MiB before the secret is checked: this bounds both.
+ */
+export const MAX_PENDING_AUTH = 32;
 
 /**
  * The /api/v2/stream pool. One snapshot change batch becomes one `changes` message: framed once
@@ -70,6 +82,7 @@ export class V2Stream {
     clientTracking: false,
   });
   private readonly clients = new Map<WebSocket, Client>();
+  private pending = 0;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
 
@@ -77,8 +90,19 @@ export class V2Stream {
     this.changeLog = new ChangeLog(opts.retainedChanges);
   }
 
+  /** Open sockets, authenticated or not (the metric). */
   get size(): number {
     return this.clients.size;
+  }
+
+  /** Sockets still waiting for their auth message (at most MAX_PENDING_AUTH). */
+  get pendingAuth(): number {
+    return this.pending;
+  }
+
+  /** Sockets that count in the shared connection limit. */
+  get authenticated(): number {
+    return this.clients.size - this.pending;
   }
 
   /** Subscribes to the snapshot; call before the first change can happen (before sync starts). */
@@ -161,7 +185,7 @@ export class V2Stream {
       this.opts.log.debug({ event: "v2_ws_error", remote, err: err.message }, "v2 socket error"),
     );
     ws.on("close", (code) => {
-      clearTimeout(client.authTimer);
+      this.endAuthWait(client);
       this.clients.delete(ws);
       this.opts.log.info(
         {
@@ -177,6 +201,7 @@ export class V2Stream {
     if (start.authorized) {
       this.goLive(client);
     } else {
+      this.pending++;
       client.authTimer = setTimeout(
         () => this.closeWith(client, V2_CLOSE.unauthorized, "auth_timeout", "no auth message in time"),
         this.opts.authTimeoutMs ?? 5000,
@@ -212,7 +237,10 @@ export class V2Stream {
         if (filter === null) return;
         client.filter = filter;
       }
-      clearTimeout(client.authTimer);
+      this.endAuthWait(client);
+      if (this.opts.admit?.() === false) {
+        return this.closeWith(client, V2_CLOSE.tooSlow, "too_many_connections", "connection limit reached");
+      }
       return this.goLive(client);
     }
     switch (msg.type) {
@@ -242,6 +270,13 @@ export class V2Stream {
   }
 
   /** Catch-up (exactly the missed changes, or a snapshot), then `ready`, then live batches. */
+  private endAuthWait(client: Client): void {
+    if (client.authTimer === undefined) return;
+    clearTimeout(client.authTimer);
+    client.authTimer = undefined;
+    this.pending--;
+  }
+
   private goLive(client: Client): void {
     const { snapshot } = this.opts;
     const seq = snapshot.lastSeq;
