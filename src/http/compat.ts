@@ -9,7 +9,7 @@ import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
 import { acceptsGzip, refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
-import { AuthFailureLimiter } from "./auth-limit.js";
+import { AuthFailureLimiter, addressKey } from "./auth-limit.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
 import { FRESH_READ_MS, RecentReaders } from "./recent-readers.js";
 import { StatusPages, isEndPage } from "./status-pages.js";
@@ -125,7 +125,7 @@ export function compatApi(deps: CompatDeps): HttpModule {
     // Behind a proxy that is not trusted (PRESENCE_TRUSTED_PROXIES) every browser shares its
     // address: hints are only a shortcut (the poll catches every change anyway), so dropping
     // some there costs nothing.
-    if (!hintLimiter.take(clientAddress(req))) {
+    if (!hintLimiter.take(addressKey(clientAddress(req)))) {
       discardBody(req);
       return sendError(res, "rate_limited", "too many status hints from this address", {
         "Retry-After": "1",

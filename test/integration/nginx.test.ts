@@ -7,7 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { request } from "node:http";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -96,6 +104,7 @@ describe(
       for (const d of ["client", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, d));
       const site = documentedConfig()
         .replace("server 127.0.0.1:8080;", `server ${new URL(gw.url).host};`)
+        .replace("/var/log/nginx/outlook-presence.error.log", join(dir, "outlook-presence.error.log"))
         .replace(
           "server_name chat.example.com;",
           `server_name chat.example.com;\n    listen 127.0.0.1:${port};`,
@@ -106,7 +115,9 @@ describe(
           'location / { return 418 "mattermost\\n"; }',
         );
       assert.ok(
-        site.includes(`listen 127.0.0.1:${port};`) && site.includes("return 418"),
+        site.includes(`listen 127.0.0.1:${port};`) &&
+          site.includes("return 418") &&
+          !site.includes("/var/log"),
         "the block was adapted",
       );
       writeFileSync(
@@ -191,6 +202,18 @@ describe(
       );
       const limited = await gw.waitFor((l) => l.event === "auth_rate_limited");
       assert.equal(limited.remote, "127.0.0.2", "the gateway saw the desktop's address, not nginx's");
+    });
+    // Last: it stops the gateway.
+    test("nginx's logs never hold the secret, also for requests that failed (the gateway down)", async () => {
+      await gw.stop();
+      for (const target of [`${BASE}/status?secret=${SECRET}&page=0`, `${BASE}/ws?secret=${SECRET}`]) {
+        assert.match(await rawGet(port, target), /^HTTP\/1\.1 502 /, "nginx cannot reach the gateway");
+      }
+      const logs = readdirSync(dir)
+        .filter((f) => f.endsWith(".log"))
+        .map((f) => readFileSync(join(dir, f), "utf8"))
+        .join("\n");
+      assert.ok(!logs.includes(SECRET), `no secret in nginx's logs:\n${logs.slice(-2000)}`);
     });
   },
 );
