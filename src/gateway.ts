@@ -12,6 +12,7 @@ import {
 } from "./mattermost/plugin-settings.js";
 import { PresenceSync } from "./mattermost/sync.js";
 import { PresenceSnapshot } from "./presence/snapshot.js";
+import { AuthFailureLimiter, AuthFailures } from "./http/auth-limit.js";
 import { clientAddressFrom } from "./http/client-address.js";
 import { compatApi } from "./http/compat.js";
 import { healthApi } from "./http/health.js";
@@ -96,6 +97,11 @@ export class Gateway {
       });
     }
     const clientAddress = clientAddressFrom(config.trustedProxies);
+    const authFailures = new AuthFailures(
+      new AuthFailureLimiter(config.authFailureBurst, config.authFailureWindowMs),
+      log,
+      clientAddress,
+    );
     this.hub = new WsHub({
       snapshot: this.snapshot,
       log,
@@ -118,6 +124,7 @@ export class Gateway {
       pollIntervalMs: () => this.config.pollIntervalMs,
       leader: () => this.broker.isLeader,
       clientAddress,
+      authFailures,
     });
     this.metrics.observe({
       countsByStatus: () => this.snapshot.countsByStatus(),
@@ -141,6 +148,7 @@ export class Gateway {
       maxConnections: config.maxConnections,
       telemetry,
       clientAddress,
+      authFailures,
     });
     this.server = createHttpServer(
       log,
@@ -158,8 +166,7 @@ export class Gateway {
           replayWindowMs: config.replayWindowMs,
           maxConnections: config.maxConnections,
           otherSockets: () => this.v2.stream.authenticated,
-          authFailureBurst: config.authFailureBurst,
-          authFailureWindowMs: config.authFailureWindowMs,
+          authFailures,
           clientAddress,
           telemetry,
         }),
@@ -167,7 +174,7 @@ export class Gateway {
           notReadyReason: () => this.notReadyReason(),
           details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
         }),
-        metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
+        metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken, authFailures }),
         this.admin,
         this.v2,
       ],

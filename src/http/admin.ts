@@ -10,6 +10,7 @@ import { constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
 import { sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
+import { AUTH_RATE_LIMITED, type AuthFailures } from "./auth-limit.js";
 
 export interface AdminDeps {
   snapshot: PresenceSnapshot;
@@ -26,6 +27,8 @@ export interface AdminDeps {
   /** How often the page gets a fresh summary (default 2000 ms). */
   summaryIntervalMs?: number;
   now?: () => number;
+  /** Wrong tokens, limited per address together with every other credential check. */
+  authFailures?: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
 }
@@ -187,6 +190,12 @@ export function adminApi(deps: AdminDeps): AdminApi {
     const token = url.searchParams.get("token");
     if (token !== null) {
       if (!matchesToken(token)) {
+        const retryAfter = deps.authFailures?.fail(req);
+        if (retryAfter !== undefined) {
+          return sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, {
+            "Retry-After": String(retryAfter),
+          });
+        }
         deps.log.warn({ event: "admin_refused", remote: remote(req) }, "admin page: wrong token");
         return denied(res);
       }

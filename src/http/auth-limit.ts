@@ -1,3 +1,6 @@
+import type { IncomingMessage } from "node:http";
+import type { Logger } from "../log.js";
+import type { ClientAddress } from "./client-address.js";
 /**
  * Failed secret checks per remote address: after `burst` failures within a window, further
  * failures from that address are answered 429 with `Retry-After` until the window ends.
@@ -86,3 +89,37 @@ export function addressKey(remote: string | undefined): string {
     .map((g) => g.replace(/^0+(?=.)/, ""))
     .join(":")}::/64`;
 }
+
+/**
+ * The one failed-credential limiter every route shares (compat secret, API v2 Bearer, admin and
+ * metrics tokens), so that guessing cannot move to whichever route is not limited. It resolves
+ * the client's address and writes one `auth_rate_limited` line per address and window.
+ */
+export class AuthFailures {
+  constructor(
+    private readonly limiter: AuthFailureLimiter,
+    private readonly log: Logger,
+    readonly clientAddress: ClientAddress,
+  ) {}
+
+  /**
+   * Records a failed check from a request (or an address already resolved from one). Returns
+   * undefined (answer the route's usual 401/403) or, once the address is over the burst, the
+   * `Retry-After` seconds for a 429.
+   */
+  fail(from: IncomingMessage | string): number | undefined {
+    const remote = typeof from === "string" ? from : this.clientAddress(from);
+    const waitMs = this.limiter.fail(remote);
+    if (waitMs === undefined) return undefined;
+    if (this.limiter.justLimited(remote)) {
+      this.log.warn(
+        { event: "auth_rate_limited", remote },
+        "too many wrong secrets or tokens from one address: answering 429 until its window ends",
+      );
+    }
+    return Math.max(1, Math.ceil(waitMs / 1000));
+  }
+}
+
+/** The 429 answer's message, the same on every route. */
+export const AUTH_RATE_LIMITED = "too many wrong secrets from this address; check the secret and retry later";

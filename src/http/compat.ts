@@ -9,7 +9,7 @@ import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
 import { acceptsGzip, refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
-import { AuthFailureLimiter, addressKey } from "./auth-limit.js";
+import { AUTH_RATE_LIMITED, addressKey, type AuthFailures } from "./auth-limit.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
 import { FRESH_READ_MS, RecentReaders } from "./recent-readers.js";
 import { StatusPages, isEndPage } from "./status-pages.js";
@@ -38,9 +38,8 @@ export interface CompatDeps {
   maxConnections: number;
   otherSockets?: () => number;
   telemetry: Telemetry;
-  /** Failed secret checks per remote address per window before 429 (0: no limit); default 20 per minute. */
-  authFailureBurst?: number;
-  authFailureWindowMs?: number;
+  /** Failed secret checks, limited per address (shared with every other credential check). */
+  authFailures: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
 }
@@ -62,28 +61,17 @@ export function compatApi(deps: CompatDeps): HttpModule {
   const authorized = (req: IncomingMessage, url: RequestUrl): boolean =>
     secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
   const notReady = (): string => deps.notReadyReason() ?? "first snapshot not loaded yet";
-  const authFailures = new AuthFailureLimiter(
-    deps.authFailureBurst ?? 20,
-    deps.authFailureWindowMs ?? 60_000,
-  );
   /** A failed secret check: 403, or 429 with Retry-After once the address has failed too often. */
   const authFailed = (
     req: IncomingMessage,
   ): { code: ErrorCode; message: string; headers: Record<string, string> } => {
-    const remote = clientAddress(req);
-    const waitMs = authFailures.fail(remote);
-    if (waitMs === undefined)
+    const retryAfter = deps.authFailures.fail(req);
+    if (retryAfter === undefined)
       return { code: "invalid_secret", message: "missing or wrong secret", headers: {} };
-    if (authFailures.justLimited(remote)) {
-      deps.log.warn(
-        { event: "auth_rate_limited", remote, burst: deps.authFailureBurst ?? 20 },
-        "too many wrong secrets from one address: answering 429 until its window ends",
-      );
-    }
     return {
       code: "auth_rate_limited",
-      message: "too many wrong secrets from this address; check the secret and retry later",
-      headers: { "Retry-After": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+      message: AUTH_RATE_LIMITED,
+      headers: { "Retry-After": String(retryAfter) },
     };
   };
 

@@ -4,12 +4,15 @@ import { sendError } from "../http/errors.js";
 import type { HttpModule } from "../http/router.js";
 import type { Logger } from "../log.js";
 import type { GatewayMetrics } from "./prometheus.js";
+import { AUTH_RATE_LIMITED, type AuthFailures } from "../http/auth-limit.js";
 
 export interface MetricsApiDeps {
   metrics: GatewayMetrics;
   log: Logger;
   /** PRESENCE_METRICS_TOKEN; unset: /metrics is open (keep it off the public proxy). */
   token: () => string | undefined;
+  /** Wrong tokens, limited per address together with every other credential check. */
+  authFailures?: AuthFailures;
 }
 
 function bearer(req: IncomingMessage): string | undefined {
@@ -33,6 +36,12 @@ export function metricsApi(deps: MetricsApiDeps): HttpModule {
           if (token !== undefined) {
             const got = bearer(req);
             if (got === undefined || !constantTimeEquals(got, token)) {
+              const retryAfter = got === undefined ? undefined : deps.authFailures?.fail(req);
+              if (retryAfter !== undefined) {
+                return sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, {
+                  "Retry-After": String(retryAfter),
+                });
+              }
               return sendError(
                 res,
                 "invalid_secret",

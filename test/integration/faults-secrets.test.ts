@@ -146,6 +146,48 @@ describe("secrets", () => {
     );
   });
 
+  test("guesses on every route count together: compat, API v2, the admin page and /metrics", async (t) => {
+    const gw = await gateway(sim, {
+      PRESENCE_AUTH_FAILURE_BURST: "3",
+      PRESENCE_ADMIN_TOKEN: "admin-token-right",
+      PRESENCE_METRICS_TOKEN: "metrics-token-right",
+    });
+    t.after(() => gw.stop());
+    const v2 = (secret: string) =>
+      fetch(`${gw.url}/api/v2/presence`, { headers: { Authorization: `Bearer ${secret}` } });
+    assert.equal((await v2("guess-1")).status, 401);
+    assert.equal((await fetch(`${gw.url}/admin?token=guess-2`, { redirect: "manual" })).status, 403);
+    assert.equal(
+      (await fetch(`${gw.url}/metrics`, { headers: { Authorization: "Bearer guess-3" } })).status,
+      403,
+    );
+    // The fourth wrong guess, wherever it goes, is over the burst.
+    const limited = await v2("guess-4");
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+    assert.equal((await fetch(`${gw.url}${BASE}/status?secret=guess-5`)).status, 429);
+    assert.equal((await fetch(`${gw.url}/admin?token=guess-6`, { redirect: "manual" })).status, 429);
+    assert.equal(
+      (await fetch(`${gw.url}/metrics`, { headers: { Authorization: "Bearer guess-7" } })).status,
+      429,
+    );
+    assert.equal((await upgrade(gw.url, "secret=guess-8")).status, 429);
+    // The right credentials are still served from that address.
+    assert.equal((await v2(SECRET)).status, 200);
+    assert.equal(
+      (await fetch(`${gw.url}/metrics`, { headers: { Authorization: "Bearer metrics-token-right" } })).status,
+      200,
+    );
+    await gw.waitFor((l) => l.event === "auth_rate_limited");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(gw.logs.filter((l) => l.event === "auth_rate_limited").length, 1, "one log line per window");
+    assert.equal(
+      gw.logs.filter((l) => l.event === "admin_refused").length,
+      1,
+      "refused logins past the burst are not logged each",
+    );
+  });
+
   test("no request log line holds a secret, a guess, or any spelling of them", async (t) => {
     const gw = await gateway(sim, { LOG_LEVEL: "debug", PRESENCE_AUTH_FAILURE_BURST: "0" });
     t.after(() => gw.stop());

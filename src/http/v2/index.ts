@@ -8,6 +8,7 @@ import { V2_BASE } from "./protocol.js";
 import { MAX_PENDING_AUTH, V2Stream } from "./stream.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
 import type { ClientAddress } from "../client-address.js";
+import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
 
 export { V2Stream } from "./stream.js";
 export { V2_BASE, V2_CLOSE } from "./protocol.js";
@@ -29,6 +30,8 @@ export interface V2Deps {
   authTimeoutMs?: number;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
+  /** Wrong secrets, limited per address together with every other credential check. */
+  authFailures?: AuthFailures;
 }
 
 export interface V2Api extends HttpModule {
@@ -53,6 +56,7 @@ export function presenceApiV2(deps: V2Deps): V2Api {
     pingIntervalMs: deps.pingIntervalMs,
     authTimeoutMs: deps.authTimeoutMs,
     clientAddress: deps.clientAddress,
+    authFailures: deps.authFailures,
     admit: () => admit(),
   });
   /** One more authenticated socket fits PRESENCE_MAX_CONNECTIONS, shared with the compat pool. */
@@ -60,7 +64,12 @@ export function presenceApiV2(deps: V2Deps): V2Api {
   return {
     stream,
     routes: [
-      ...presenceRoutes({ view, secrets: deps.secrets, notReadyReason: deps.notReadyReason }),
+      ...presenceRoutes({
+        view,
+        secrets: deps.secrets,
+        notReadyReason: deps.notReadyReason,
+        authFailures: deps.authFailures,
+      }),
       {
         path: `${V2_BASE}/stream`,
         methods: ["GET"],
@@ -89,6 +98,13 @@ export function presenceApiV2(deps: V2Deps): V2Api {
           const header = req.headers.authorization;
           const authorized = header !== undefined && bearerAuthorized(deps.secrets(), header);
           if (header !== undefined && !authorized) {
+            const retryAfter = deps.authFailures?.fail(req);
+            if (retryAfter !== undefined) {
+              deps.telemetry.wsRefused("auth_rate_limited");
+              return refuseUpgrade(socket, "auth_rate_limited", AUTH_RATE_LIMITED, {
+                "Retry-After": String(retryAfter),
+              });
+            }
             return refuse("unauthorized", "send Authorization: Bearer <the presence secret>");
           }
           const notReady = deps.notReadyReason();

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { gzip } from "node:zlib";
 import { z } from "zod";
+import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
 import { secretMatches } from "../auth.js";
 import { discardBody, readJsonBody } from "../body.js";
 import { sendError } from "../errors.js";
@@ -33,6 +34,8 @@ export interface PresenceApiDeps {
   view: PresenceView;
   secrets: () => readonly string[];
   notReadyReason: () => string | undefined;
+  /** Wrong secrets, limited per address together with every other credential check. */
+  authFailures?: AuthFailures;
 }
 
 /** `Authorization: Bearer <secret>` (the only way v2 takes the secret: URLs end up in logs). */
@@ -54,9 +57,14 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
 
   function guard(req: IncomingMessage, res: ServerResponse): boolean {
     if (!bearerAuthorized(deps.secrets(), req.headers.authorization)) {
-      sendError(res, "unauthorized", "send Authorization: Bearer <the presence secret>", {
-        "WWW-Authenticate": 'Bearer realm="presence"',
-      });
+      const retryAfter = req.headers.authorization === undefined ? undefined : deps.authFailures?.fail(req);
+      if (retryAfter !== undefined) {
+        sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, { "Retry-After": String(retryAfter) });
+      } else {
+        sendError(res, "unauthorized", "send Authorization: Bearer <the presence secret>", {
+          "WWW-Authenticate": 'Bearer realm="presence"',
+        });
+      }
       return false;
     }
     const notReady = deps.notReadyReason();

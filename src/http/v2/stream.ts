@@ -6,6 +6,7 @@ import { ChangeLog } from "../../presence/change-log.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
 import { pingInSlices, textFrame, writeFrames } from "../ws-frames.js";
+import type { AuthFailures } from "../auth-limit.js";
 import { V2_CLOSE } from "./protocol.js";
 import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
@@ -27,6 +28,8 @@ export interface StreamOptions {
    * socket authenticates by message (header-authorized ones are checked before the upgrade).
    */
   admit?: () => boolean;
+  /** Wrong secrets in auth messages count with every other credential check. */
+  authFailures?: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
 }
@@ -41,6 +44,8 @@ export interface StreamStart {
 interface Client {
   readonly ws: WebSocket;
   readonly remote: string;
+  /** The client's address, for the auth-failure limit. */
+  readonly address: string;
   live: boolean;
   since: number | undefined;
   filter: UserFilter | undefined;
@@ -163,10 +168,12 @@ export class V2Stream {
   }
 
   private onOpen(ws: WebSocket, req: IncomingMessage, start: StreamStart): void {
+    const address = (this.opts.clientAddress ?? peerAddress)(req);
     const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
     const client: Client = {
       ws,
       remote,
+      address,
       live: false,
       since: start.since,
       filter: start.filter,
@@ -229,6 +236,7 @@ export class V2Stream {
         return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", 'first send {"type":"auth"}');
       }
       if (!secretMatches(this.opts.secrets(), msg.secret)) {
+        this.opts.authFailures?.fail(client.address);
         return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", "wrong secret");
       }
       if (msg.emails !== undefined || msg.user_ids !== undefined) {
