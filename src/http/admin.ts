@@ -107,14 +107,20 @@ const changeJson = (c: Change) => ({
  *
  * Access: `Authorization: Bearer <token>` (scripts), or open `/admin?token=<token>` once: the
  * answer sets an HttpOnly, SameSite=Strict cookie and redirects to `/admin`, so the token leaves
- * the address bar. The cookie is an HMAC of the token under a key made at process start: it
- * does not reveal the token, and a restart or a new token signs everyone out.
+ * the address bar. The cookie is its issue time and an HMAC of the token and that time, under a
+ * key made at process start: it does not reveal the token, it is refused once older than its
+ * Max-Age (12 h) even if a copy of it is replayed, and a restart or a new token signs everyone
+ * out.
  */
 export function adminApi(deps: AdminDeps): AdminApi {
   const now = deps.now ?? Date.now;
   const sessionKey = randomBytes(32);
-  const sessionOf = (token: string): string =>
-    createHmac("sha256", sessionKey).update(token).digest("base64url");
+  const signature = (token: string, issuedAt: number): string =>
+    createHmac("sha256", sessionKey).update(`${issuedAt}\n${token}`).digest("base64url");
+  const sessionOf = (token: string): string => {
+    const issuedAt = now();
+    return `${issuedAt}.${signature(token, issuedAt)}`;
+  };
   const feeds = new Set<ServerResponse>();
   const recent: string[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -126,9 +132,13 @@ export function adminApi(deps: AdminDeps): AdminApi {
     return ok;
   };
   const matchesSession = (got: string | undefined): boolean => {
-    if (!got) return false;
+    const m = /^(\d{1,15})\.([\w-]+)$/.exec(got ?? "");
+    if (!m) return false;
+    const issuedAt = Number(m[1]);
+    const age = now() - issuedAt;
+    if (age < 0 || age > COOKIE_MAX_AGE_S * 1000) return false;
     let ok = false;
-    for (const t of deps.tokens()) ok = constantTimeEquals(got, sessionOf(t)) || ok;
+    for (const t of deps.tokens()) ok = constantTimeEquals(m[2]!, signature(t, issuedAt)) || ok;
     return ok;
   };
   const authorized = (req: IncomingMessage): boolean => {
