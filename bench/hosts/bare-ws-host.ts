@@ -19,6 +19,7 @@ import { createServer } from "node:http";
 import type { Socket } from "node:net";
 import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
 import { WebSocketServer, type WebSocket } from "ws";
+import { PING_RESOLUTION_MS, loopStats, type PingWindow } from "../lib/ping-window.js";
 
 const send = (m: Record<string, unknown>): void => void process.send!(m);
 const server = createServer((_req, res) => res.writeHead(404).end());
@@ -49,7 +50,6 @@ interface Command {
 // The ping baseline; the window is measured exactly as in gateway-host.ts.
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const PING_RESOLUTION_MS = 1;
 const PING_PREROLL_MS = 20;
 const PING_TAIL_MS = 20;
 /** Per socket: answered the last ping (the old hub's `alive`). */
@@ -97,7 +97,7 @@ function pongsReach(target: number, deadline: number): Promise<void> {
   });
 }
 
-async function pingWindow(m: Command): Promise<Record<string, unknown>> {
+async function pingWindow(m: Command): Promise<PingWindow> {
   if (!pingGcObserving) pingGcObserver.observe({ entryTypes: ["gc"] });
   pingGcObserving = true;
   for (const ws of wss.clients) {
@@ -144,13 +144,7 @@ async function pingWindow(m: Command): Promise<Record<string, unknown>> {
     pongsMs: m.round && pongs >= open && lastPongAt > 0 ? lastPongAt - t0 : NaN,
     slices: m.round ? 1 : 0,
     pongs,
-    loop: {
-      max: h.max / 1e6,
-      p99: h.percentile(99) / 1e6,
-      p50: h.percentile(50) / 1e6,
-      mean: h.mean / 1e6,
-      count: h.count,
-    },
+    loop: loopStats(h),
     resolutionMs: PING_RESOLUTION_MS,
     windowMs,
     gcMaxMs: gcSeen.maxMs,

@@ -28,6 +28,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { NO_TELEMETRY } from "../../src/telemetry.js";
+import { PING_RESOLUTION_MS, loopStats, type PingWindow } from "../lib/ping-window.js";
 
 const LOOP_RESOLUTION_MS = 5;
 /** Pacer ticks remembered at most between resets (a tick is 100 ms: over an hour's worth). */
@@ -113,29 +114,6 @@ interface Command {
   timeoutMs?: number;
 }
 
-/** The `ping` command's window: what one ping round (or an idle stretch) cost the event loop. */
-interface PingWindow {
-  /** Open sockets when the round started (each should be pinged and answer). */
-  sockets: number;
-  /** The synchronous call (the first slice), the last slice's end, and the last pong, in ms from the call. */
-  firstSliceMs: number;
-  roundMs: number;
-  pongsMs: number;
-  /** Turns of the event loop that wrote pings (slices); pongs received in the window. */
-  slices: number;
-  pongs: number;
-  /** monitorEventLoopDelay over the window (ms), resolution PING_RESOLUTION_MS. */
-  loop: { max: number; p99: number; p50: number; mean: number; count: number };
-  resolutionMs: number;
-  windowMs: number;
-  gcMaxMs: number;
-  gcCount: number;
-  socketsAfter: number;
-  closed: number;
-  deadPeers: number;
-}
-
-const PING_RESOLUTION_MS = 1;
 /** The monitor records the time between its samples from the second sample on: let it tick before the round. */
 const PING_PREROLL_MS = 20;
 /** After the last pong, so the sample that follows it is in the histogram. */
@@ -244,13 +222,7 @@ async function pingWindow(m: Command): Promise<PingWindow> {
     pongsMs: m.round && pongs >= order.length && lastPongAt > 0 ? lastPongAt - t0 : NaN,
     slices,
     pongs,
-    loop: {
-      max: h.max / 1e6,
-      p99: h.percentile(99) / 1e6,
-      p50: h.percentile(50) / 1e6,
-      mean: h.mean / 1e6,
-      count: h.count,
-    },
+    loop: loopStats(h),
     resolutionMs: PING_RESOLUTION_MS,
     windowMs,
     gcMaxMs: gcSeen.maxMs,

@@ -13,6 +13,7 @@ import {
   type Clients,
 } from "../lib/servers.js";
 import { fmtInt, fmtMs, fmtRatio, ratio, summarize } from "../lib/stats.js";
+import type { PingWindow } from "../lib/ping-window.js";
 import type { Context } from "./context.js";
 import { tooMany } from "./fanout.js";
 
@@ -25,24 +26,6 @@ const IDLE_MS = 500;
 const ROUND_TIMEOUT_MS = 10_000;
 /** Few users: nothing here depends on the directory. */
 const SIM_USERS = 200;
-
-/** One window, as gateway-host and bare-ws-host answer `{cmd:"ping"}` (ms from the round's start). */
-interface PingWindow {
-  sockets: number;
-  firstSliceMs: number;
-  roundMs: number;
-  pongsMs: number;
-  slices: number;
-  pongs: number;
-  loop: { max: number; p99: number; p50: number; mean: number; count: number };
-  resolutionMs: number;
-  windowMs: number;
-  gcMaxMs: number;
-  gcCount: number;
-  socketsAfter: number;
-  closed: number;
-  deadPeers: number;
-}
 
 interface Count {
   sockets: number;

@@ -40,24 +40,45 @@ const PING_FRAME = Buffer.from([0x89, 0x00]);
 /** Sockets pinged per turn of the event loop. */
 const PING_SLICE = 500;
 
+/** What a pool keeps per socket for its dead-peer rounds. */
+export interface Pingable {
+  /** Answered the last ping (set by the pool's `pong` listener). */
+  alive: boolean;
+  /** Client frames since the last round (for the pool's flood check). */
+  received: number;
+  /** Why the pool closed the socket, once it did. */
+  closeReason?: string;
+}
+
 /**
  * A dead-peer round over a pool, a slice at a time: one pass with `ws.ping()` over 10,000
  * sockets held the event loop ~350 ms (bench `ping`), which every change waiting to go out
- * waited for. For each socket still open, `visit` says whether it answered the last ping (it
- * then gets a new one, one pre-built frame written raw; `ws` still reports the pong) or not (it
- * is left to `visit`, which terminates it). Stops early once `running()` is false.
+ * waited for. A socket that did not answer the last ping is terminated (after `onDead`, for the
+ * pool's log); the others get a new one, one pre-built frame written raw (`ws` still reports the
+ * pong). Stops early once `running()` is false.
  */
-export function pingInSlices(
-  sockets: readonly WebSocket[],
-  visit: (ws: WebSocket) => "ping" | "skip",
+export function pingPool<C extends Pingable>(
+  clients: ReadonlyMap<WebSocket, C>,
+  onDead: (client: C) => void,
   running: () => boolean,
 ): void {
+  const sockets = [...clients.keys()];
   const slice = (from: number): void => {
     const end = Math.min(from + PING_SLICE, sockets.length);
     for (let i = from; i < end; i++) {
       const ws = sockets[i]!;
-      if (ws.readyState !== ws.OPEN) continue; // closing: its own timer or handshake ends it
-      if (visit(ws) === "ping") writeFrames(ws, PING_FRAME);
+      const client = clients.get(ws);
+      // Gone since the round began, or closing (its own timer or handshake ends it).
+      if (!client || ws.readyState !== ws.OPEN) continue;
+      if (!client.alive) {
+        client.closeReason ??= "dead_peer";
+        onDead(client);
+        ws.terminate();
+        continue;
+      }
+      client.alive = false;
+      client.received = 0;
+      writeFrames(ws, PING_FRAME);
     }
     if (end < sockets.length && running()) setImmediate(() => slice(end));
   };

@@ -6,7 +6,7 @@ import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
-import { pingInSlices, textFrame, writeFrames } from "./ws-frames.js";
+import { pingPool, textFrame, writeFrames, type Pingable } from "./ws-frames.js";
 import { ResyncPacer } from "./ws-resync.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
 
@@ -26,13 +26,9 @@ export interface WsHubOptions {
   clientAddress?: ClientAddress;
 }
 
-interface Client {
-  alive: boolean;
+/** Per socket: `received` counts client frames (providers send none); `closeReason` is unset when the peer closed. */
+interface Client extends Pingable {
   remote: string;
-  /** Frames received since the last ping round: providers send none. */
-  received: number;
-  /** Why we closed it, for the disconnect log and metrics; unset when the peer closed. */
-  closeReason?: string;
 }
 
 /** Client frames tolerated per ping interval before the socket is closed as abusive. */
@@ -235,21 +231,10 @@ export class WsHub {
 
   /** Pings every socket, a slice at a time, and drops those that did not answer the last ping. */
   private pingRound(): void {
-    pingInSlices(
-      [...this.clients.keys()],
-      (ws) => {
-        const client = this.clients.get(ws);
-        if (!client) return "skip"; // closed since the round began
-        if (!client.alive) {
-          this.opts.log.info({ event: "ws_dead_peer", remote: client.remote }, "no pong: dropping socket");
-          client.closeReason = "dead_peer";
-          ws.terminate();
-          return "skip";
-        }
-        client.alive = false;
-        client.received = 0;
-        return "ping";
-      },
+    pingPool(
+      this.clients,
+      (client) =>
+        this.opts.log.info({ event: "ws_dead_peer", remote: client.remote }, "no pong: dropping socket"),
       () => this.timers.length > 0,
     );
   }

@@ -41,6 +41,20 @@ export interface UpstreamHealth {
   statusRequestsLastCycle: number;
 }
 
+/** Health before the first request to Mattermost. */
+export function initialHealth(): UpstreamHealth {
+  return {
+    tokenRejected: false,
+    consecutiveFailures: 0,
+    lastError: undefined,
+    lastPollAt: undefined,
+    lastPollMs: undefined,
+    lastDirectoryAt: undefined,
+    usersWithoutEmail: 0,
+    statusRequestsLastCycle: 0,
+  };
+}
+
 /** Runs `fn` over `items` with at most `limit` promises in flight; rejects on the first failure. */
 export async function mapLimit<T, R>(
   items: readonly T[],
@@ -78,16 +92,7 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
  * the token rejected, 429 waits Retry-After, anything else backs off exponentially with jitter.
  */
 export class PresenceSync {
-  readonly health: UpstreamHealth = {
-    tokenRejected: false,
-    consecutiveFailures: 0,
-    lastError: undefined,
-    lastPollAt: undefined,
-    lastPollMs: undefined,
-    lastDirectoryAt: undefined,
-    usersWithoutEmail: 0,
-    statusRequestsLastCycle: 0,
-  };
+  readonly health: UpstreamHealth = initialHealth();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private stopped = true;

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import { adminApi } from "../../src/http/admin.js";
 import { createHttpServer } from "../../src/http/router.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
+import { initialHealth } from "../../src/mattermost/sync.js";
 import { PresenceSnapshot } from "../../src/presence/snapshot.js";
 import { NO_TELEMETRY } from "../../src/telemetry.js";
 
@@ -17,16 +18,7 @@ test("an admin session cookie is refused once older than 12 h, and after the tok
     log,
     tokens: () => tokens,
     sockets: () => 0,
-    health: () => ({
-      tokenRejected: false,
-      consecutiveFailures: 0,
-      lastError: undefined,
-      lastPollAt: undefined,
-      lastPollMs: undefined,
-      lastDirectoryAt: undefined,
-      usersWithoutEmail: 0,
-      statusRequestsLastCycle: 0,
-    }),
+    health: initialHealth,
     notReadyReason: () => undefined,
     mattermostUrl: "http://mattermost.invalid",
     pollIntervalMs: () => 3000,

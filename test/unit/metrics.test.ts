@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { UpstreamHealth } from "../../src/mattermost/sync.js";
+import { initialHealth, type UpstreamHealth } from "../../src/mattermost/sync.js";
 import { GatewayMetrics, composeTelemetry, type MetricsSource } from "../../src/metrics/index.js";
 import { NO_TELEMETRY, type Telemetry } from "../../src/telemetry.js";
 
-const health: UpstreamHealth = {
-  tokenRejected: false,
-  consecutiveFailures: 0,
-  lastError: undefined,
-  lastPollAt: undefined,
-  lastPollMs: undefined,
-  lastDirectoryAt: undefined,
-  usersWithoutEmail: 3,
-  statusRequestsLastCycle: 0,
-};
+const health: UpstreamHealth = { ...initialHealth(), usersWithoutEmail: 3 };
 
 function source(over: Partial<MetricsSource> = {}): MetricsSource {
   return {

@@ -5,7 +5,7 @@ import type { Logger } from "../../log.js";
 import { ChangeLog } from "../../presence/change-log.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
-import { pingInSlices, textFrame, writeFrames } from "../ws-frames.js";
+import { pingPool, textFrame, writeFrames, type Pingable } from "../ws-frames.js";
 import type { AuthFailures } from "../auth-limit.js";
 import { V2_CLOSE } from "./protocol.js";
 import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
@@ -41,7 +41,7 @@ export interface StreamStart {
   filter: UserFilter | undefined;
 }
 
-interface Client {
+interface Client extends Pingable {
   readonly ws: WebSocket;
   readonly remote: string;
   /** The client's address, for the auth-failure limit. */
@@ -49,11 +49,8 @@ interface Client {
   live: boolean;
   since: number | undefined;
   filter: UserFilter | undefined;
-  alive: boolean;
-  received: number;
   /** Bytes of catch-up allowed over the cap until the socket first drains below it. */
   slack: number;
-  closeReason?: string;
   /** Set while the socket has not sent its auth message yet. */
   authTimer?: NodeJS.Timeout;
 }
@@ -355,20 +352,9 @@ export class V2Stream {
 
   /** Pings every socket, a slice at a time, and drops those that did not answer the last ping. */
   private pingRound(): void {
-    pingInSlices(
-      [...this.clients.keys()],
-      (ws) => {
-        const client = this.clients.get(ws);
-        if (!client) return "skip";
-        if (!client.alive) {
-          client.closeReason ??= "dead_peer";
-          ws.terminate();
-          return "skip";
-        }
-        client.alive = false;
-        client.received = 0;
-        return "ping";
-      },
+    pingPool(
+      this.clients,
+      () => undefined,
       () => this.timers.length > 0,
     );
   }
