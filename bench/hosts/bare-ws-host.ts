@@ -17,9 +17,8 @@
  */
 import { createServer } from "node:http";
 import type { Socket } from "node:net";
-import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
 import { WebSocketServer, type WebSocket } from "ws";
-import { PING_RESOLUTION_MS, loopStats, type PingWindow } from "../lib/ping-window.js";
+import { PingProbe, nowMs, type PingWindow } from "../lib/ping-window.js";
 
 const send = (m: Record<string, unknown>): void => void process.send!(m);
 const server = createServer((_req, res) => res.writeHead(404).end());
@@ -47,27 +46,12 @@ interface Command {
   timeoutMs?: number;
 }
 
-// The ping baseline; the window is measured exactly as in gateway-host.ts.
-const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const PING_PREROLL_MS = 20;
-const PING_TAIL_MS = 20;
+// The ping baseline; the window is measured by PingProbe, as in gateway-host.ts.
+const probe = new PingProbe();
 /** Per socket: answered the last ping (the old hub's `alive`). */
 const peers = new WeakMap<WebSocket, { alive: boolean }>();
-let pongs = 0;
-let lastPongAt = 0;
 let closed = 0;
 let deadPeers = 0;
-let onPongCount: (() => void) | undefined;
-let gcWindow: { from: number; maxMs: number; count: number } | undefined;
-const pingGcObserver = new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) {
-    if (!gcWindow || e.startTime < gcWindow.from) continue;
-    gcWindow.maxMs = Math.max(gcWindow.maxMs, e.duration);
-    gcWindow.count++;
-  }
-});
-let pingGcObserving = false;
 
 /** The hub's ping round before it was sliced: one synchronous pass, `ws.ping()` per socket. */
 function pingAll(): void {
@@ -84,75 +68,26 @@ function pingAll(): void {
   }
 }
 
-function pongsReach(target: number, deadline: number): Promise<void> {
-  if (pongs >= target) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      onPongCount = undefined;
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, deadline - nowMs()));
-    onPongCount = () => void (pongs >= target && done());
-  });
-}
-
-async function pingWindow(m: Command): Promise<PingWindow> {
-  if (!pingGcObserving) pingGcObserver.observe({ entryTypes: ["gc"] });
-  pingGcObserving = true;
+function pingWindow(m: Command): Promise<PingWindow> {
   for (const ws of wss.clients) {
     if (peers.has(ws)) continue;
     const peer = { alive: true };
     peers.set(ws, peer);
     ws.on("pong", () => {
       peer.alive = true;
-      pongs++;
-      lastPongAt = nowMs();
-      onPongCount?.();
+      probe.pong();
     });
     ws.on("close", () => closed++);
   }
-  const open = [...wss.clients].filter((ws) => ws.readyState === ws.OPEN).length;
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  gc?.();
-  const h = monitorEventLoopDelay({ resolution: PING_RESOLUTION_MS });
-  h.enable();
-  await pause(PING_PREROLL_MS);
-  pongs = 0;
-  lastPongAt = 0;
-  const t0 = nowMs();
-  gcWindow = { from: performance.now(), maxMs: 0, count: 0 };
-  let passMs = NaN;
-  if (m.round) {
-    pingAll();
-    passMs = nowMs() - t0;
-    await pongsReach(open, t0 + (m.timeoutMs ?? 10_000));
-    await pause(PING_TAIL_MS);
-  } else {
-    await pause(m.windowMs ?? 500);
-  }
-  h.disable();
-  const windowMs = nowMs() - t0 + PING_PREROLL_MS;
-  await pause(0); // gc entries are delivered asynchronously
-  const gcSeen = gcWindow;
-  gcWindow = undefined;
-  return {
-    sockets: m.round ? open : wss.clients.size,
-    firstSliceMs: passMs,
-    roundMs: passMs,
-    pongsMs: m.round && pongs >= open && lastPongAt > 0 ? lastPongAt - t0 : NaN,
-    slices: m.round ? 1 : 0,
-    pongs,
-    loop: loopStats(h),
-    resolutionMs: PING_RESOLUTION_MS,
-    windowMs,
-    gcMaxMs: gcSeen.maxMs,
-    gcCount: gcSeen.count,
-    socketsAfter: wss.clients.size,
-    closed,
-    deadPeers,
-  };
+  return probe.window(m, {
+    sockets: [...wss.clients].filter((ws) => ws.readyState === ws.OPEN).length,
+    round(t0) {
+      pingAll();
+      const passMs = nowMs() - t0;
+      return { firstSliceMs: passMs, roundMs: passMs, slices: 1 };
+    },
+    after: () => ({ socketsAfter: wss.clients.size, closed, deadPeers }),
+  });
 }
 
 process.on("message", (m: Command) => {

@@ -13,7 +13,8 @@
  *   (monitorEventLoopDelay, sampled every LOOP_RESOLUTION_MS, so an idle loop reads about that
  *   much) and the garbage-collection pauses meanwhile, then resets them. Each name has its own
  *   monitor, started by its first call (which answers count 0).
- * - `{cmd:"ping", round, windowMs?, timeoutMs?}` answers `{type:"ping", ...}` (PingWindow below):
+ * - `{cmd:"ping", round, windowMs?, timeoutMs?}` answers `{type:"ping", ...}` (PingWindow, measured by
+ *   PingProbe in bench/lib/ping-window.ts):
  *   after two full GCs, a fresh event-loop delay monitor at 1 ms resolution is enabled; with
  *   `round`, the hub's (private) `pingRound` is called once and the window lasts until the last
  *   slice has written (the last socket in the hub's order has been pinged) and every open socket
@@ -28,12 +29,11 @@ import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { NO_TELEMETRY } from "../../src/telemetry.js";
-import { PING_RESOLUTION_MS, loopStats, type PingWindow } from "../lib/ping-window.js";
+import { PingProbe, nowMs, type PingWindow } from "../lib/ping-window.js";
 
 const LOOP_RESOLUTION_MS = 5;
 /** Pacer ticks remembered at most between resets (a tick is 100 ms: over an hour's worth). */
 const MAX_TICKS = 50_000;
-const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /** What the resync wrote since the last reset; each tick's writes are grouped (same event-loop turn). */
 const resync = {
@@ -114,123 +114,55 @@ interface Command {
   timeoutMs?: number;
 }
 
-/** The monitor records the time between its samples from the second sample on: let it tick before the round. */
-const PING_PREROLL_MS = 20;
-/** After the last pong, so the sample that follows it is in the histogram. */
-const PING_TAIL_MS = 20;
 const hubInternals = gateway.hub as unknown as {
   clients: Map<WebSocket, { alive: boolean }>;
   pingRound(): void;
 };
+const probe = new PingProbe();
 const counted = new WeakSet<WebSocket>();
-let pongs = 0;
-let lastPongAt = 0;
-let onPongCount: (() => void) | undefined;
-const onPong = (): void => {
-  pongs++;
-  lastPongAt = nowMs();
-  onPongCount?.();
-};
-/** GC pauses within the current window; unset between windows. */
-let gcWindow: { from: number; maxMs: number; count: number } | undefined;
-const pingGcObserver = new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) {
-    if (!gcWindow || e.startTime < gcWindow.from) continue;
-    gcWindow.maxMs = Math.max(gcWindow.maxMs, e.duration);
-    gcWindow.count++;
-  }
-});
-let pingGcObserving = false;
-const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Resolves once `pongs` reaches `target` or at `deadline` (nowMs), whichever is first. */
-function pongsReach(target: number, deadline: number): Promise<void> {
-  if (pongs >= target) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      onPongCount = undefined;
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, deadline - nowMs()));
-    onPongCount = () => void (pongs >= target && done());
-  });
-}
-
-async function pingWindow(m: Command): Promise<PingWindow> {
-  if (!pingGcObserving) pingGcObserver.observe({ entryTypes: ["gc"] }); // from the first ping command on
-  pingGcObserving = true;
+/** The hub's own round (sliced: each slice schedules the next with setImmediate). */
+function pingWindow(m: Command): Promise<PingWindow> {
   const clients = hubInternals.clients;
   for (const ws of clients.keys()) {
     if (counted.has(ws)) continue;
     counted.add(ws);
-    ws.on("pong", onPong);
+    ws.on("pong", probe.pong);
   }
   // pingRound visits the sockets in the map's order: the last one is pinged by the last slice.
   const order = [...clients.keys()].filter((ws) => ws.readyState === ws.OPEN);
   const last = order.length > 0 ? clients.get(order[order.length - 1]!) : undefined;
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  gc?.();
-  const h = monitorEventLoopDelay({ resolution: PING_RESOLUTION_MS });
-  h.enable();
-  await pause(PING_PREROLL_MS);
-  pongs = 0;
-  lastPongAt = 0;
-  const t0 = nowMs();
-  gcWindow = { from: performance.now(), maxMs: 0, count: 0 };
-  const timeoutMs = m.timeoutMs ?? 10_000;
-  let firstSliceMs = NaN;
-  let roundMs = NaN;
-  let slices = 0;
-  if (m.round) {
-    hubInternals.pingRound();
-    firstSliceMs = nowMs() - t0;
-    slices = 1;
-    if (last?.alive === false) roundMs = firstSliceMs;
-    else if (last) {
-      // Each of the hub's slices schedules the next with setImmediate; this check is queued right
-      // after it, so it runs in the same turn, just after that slice.
-      await new Promise<void>((resolve) => {
-        const turn = (): void => {
-          slices++;
-          if (last.alive === false) {
-            roundMs = nowMs() - t0;
-            resolve();
-          } else if (slices > order.length || nowMs() - t0 > timeoutMs) resolve();
-          else setImmediate(turn);
-        };
-        setImmediate(turn);
-      });
-    }
-    await pongsReach(order.length, t0 + timeoutMs);
-    await pause(PING_TAIL_MS);
-  } else {
-    await pause(m.windowMs ?? 500);
-  }
-  h.disable();
-  const windowMs = nowMs() - t0 + PING_PREROLL_MS;
-  await pause(0); // gc entries are delivered asynchronously
-  const gcSeen = gcWindow;
-  gcWindow = undefined;
-  let closed = 0;
-  for (const n of closedBy.values()) closed += n;
-  return {
-    sockets: m.round ? order.length : clients.size,
-    firstSliceMs,
-    roundMs,
-    pongsMs: m.round && pongs >= order.length && lastPongAt > 0 ? lastPongAt - t0 : NaN,
-    slices,
-    pongs,
-    loop: loopStats(h),
-    resolutionMs: PING_RESOLUTION_MS,
-    windowMs,
-    gcMaxMs: gcSeen.maxMs,
-    gcCount: gcSeen.count,
-    socketsAfter: clients.size,
-    closed,
-    deadPeers: closedBy.get("dead_peer") ?? 0,
-  };
+  return probe.window(m, {
+    sockets: order.length,
+    async round(t0, timeoutMs) {
+      hubInternals.pingRound();
+      const firstSliceMs = nowMs() - t0;
+      let roundMs = NaN;
+      let slices = 1;
+      if (last?.alive === false) roundMs = firstSliceMs;
+      else if (last) {
+        // Each of the hub's slices schedules the next with setImmediate; this check is queued right
+        // after it, so it runs in the same turn, just after that slice.
+        await new Promise<void>((resolve) => {
+          const turn = (): void => {
+            slices++;
+            if (last.alive === false) {
+              roundMs = nowMs() - t0;
+              resolve();
+            } else if (slices > order.length || nowMs() - t0 > timeoutMs) resolve();
+            else setImmediate(turn);
+          };
+          setImmediate(turn);
+        });
+      }
+      return { firstSliceMs, roundMs, slices };
+    },
+    after() {
+      let closed = 0;
+      for (const n of closedBy.values()) closed += n;
+      return { socketsAfter: clients.size, closed, deadPeers: closedBy.get("dead_peer") ?? 0 };
+    },
+  });
 }
 
 process.on("message", (m: Command) => {
