@@ -12,16 +12,15 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { MattermostSimulator, type Fault, type SimStatus } from "../../src/simulator/index.js";
+import { PROVIDER_STATUSES } from "../../src/presence/status.js";
+import { CLI } from "../lib/procs.js";
+import { SECRET, TOKEN, gatewayEnv } from "../lib/servers.js";
 
 const BASE = "/plugins/com.mattermost.outlook-presence/api/v1";
-const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
-const TOKEN = "soaktoken000000000000000000";
-const SECRET = "soak-secret-0123456789";
-const STATUSES: readonly string[] = ["online", "away", "dnd", "offline"];
+const STATUSES: readonly string[] = PROVIDER_STATUSES;
 
 const { values: args } = parseArgs({
   options: {
@@ -52,21 +51,17 @@ async function startGateway(simUrl: string): Promise<{ child: ChildProcess; url:
   const child = spawn(process.execPath, [CLI, "start"], {
     env: {
       PATH: process.env.PATH ?? "",
-      MATTERMOST_URL: simUrl,
-      MATTERMOST_TOKEN: TOKEN,
-      PRESENCE_SECRET: SECRET,
-      HOST: "127.0.0.1",
-      PORT: "0",
-      LOG_LEVEL: "info",
-      PRESENCE_POLL_INTERVAL_MS: String(POLL_MS),
-      // Far beyond the run, and no resync: delivery must come from change messages, not from the
-      // keepalive's or the resync's repair (the sockets share one /status read, so all but one
-      // would otherwise be resynced).
-      PRESENCE_KEEPALIVE_MS: "600000",
-      PRESENCE_RESYNC_BYTES_PER_SECOND: "0",
-      PRESENCE_REQUEST_TIMEOUT_MS: "1000",
-      PRESENCE_BACKOFF_MAX_MS: "2000",
-      PRESENCE_DIRECTORY_REFRESH_MS: "10000",
+      ...gatewayEnv(simUrl, {
+        PRESENCE_POLL_INTERVAL_MS: String(POLL_MS),
+        // Far beyond the run, and no resync: delivery must come from change messages, not from the
+        // keepalive's or the resync's repair (the sockets share one /status read, so all but one
+        // would otherwise be resynced).
+        PRESENCE_KEEPALIVE_MS: "600000",
+        PRESENCE_RESYNC_BYTES_PER_SECOND: "0",
+        PRESENCE_REQUEST_TIMEOUT_MS: "1000",
+        PRESENCE_BACKOFF_MAX_MS: "2000",
+        PRESENCE_DIRECTORY_REFRESH_MS: "10000",
+      }),
     },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -99,7 +99,7 @@ export class AuthFailures {
   constructor(
     private readonly limiter: AuthFailureLimiter,
     private readonly log: Logger,
-    readonly clientAddress: ClientAddress,
+    private readonly clientAddress: ClientAddress,
   ) {}
 
   /**

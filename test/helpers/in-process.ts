@@ -3,7 +3,8 @@ import { Writable } from "node:stream";
 import { loadConfig, type Config } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
-import type { MattermostSimulator } from "../../src/simulator/index.js";
+import { PROVIDER_STATUSES } from "../../src/presence/status.js";
+import type { MattermostSimulator, SimStatus } from "../../src/simulator/index.js";
 import { NO_TELEMETRY, type Telemetry } from "../../src/telemetry.js";
 import type { FakeProvider } from "./provider.js";
 
@@ -87,6 +88,9 @@ export async function waitUntil(
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The four statuses a provider shows, as simulator values: what tests cycle users through. */
+export const STATUSES: readonly SimStatus[] = PROVIDER_STATUSES;
 
 /** What Mattermost holds, as a provider should show it: email → one of the four statuses. */
 export function expectedStatuses(sim: MattermostSimulator): Map<string, string> {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { Redis } from "ioredis";
+import { freePort } from "./net.js";
 
 /** The machine's Redis (CI starts it when it is not running). */
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -23,16 +23,6 @@ export async function dropPrefix(url: string, prefix: string): Promise<void> {
   } finally {
     r.disconnect();
   }
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, "127.0.0.1");
-  await once(srv, "listening");
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  await once(srv, "close");
-  return port;
 }
 
 /** A private redis-server this test can kill and restart, keeping nothing on disk. */

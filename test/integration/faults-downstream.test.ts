@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { describe, test, type TestContext } from "node:test";
 import WebSocket from "ws";
-import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
+import { MattermostSimulator } from "../../src/simulator/index.js";
 import {
+  STATUSES,
   assertConverged,
   sleep,
   startInProcess,
@@ -21,7 +22,6 @@ import { MAX_PENDING_AUTH } from "../../src/http/v2/stream.js";
 
 const TOKEN = `tok-${process.pid}-faults-down`;
 const SECRET = `sec-${process.pid}-faults-down`;
-const STATUSES: readonly SimStatus[] = ["online", "away", "dnd", "offline"];
 
 async function setup(
   t: TestContext,

@@ -6,9 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test, type TestContext } from "node:test";
-import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
+import { MattermostSimulator } from "../../src/simulator/index.js";
 import { GatewayProcess } from "../helpers/gateway-process.js";
 import {
+  STATUSES,
   assertConverged,
   sleep,
   startInProcess,
@@ -20,7 +21,6 @@ import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-faults-up`;
 const SECRET = `sec-${process.pid}-faults-up`;
-const STATUSES: readonly SimStatus[] = ["online", "away", "dnd", "offline"];
 
 /** Settings shared by these tests: fast polls, no keepalive repair within a test's length. */
 const FAST = {

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
 import { expectedStatuses } from "../helpers/in-process.js";
+import { rawGet } from "../helpers/net.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `test-token-${process.pid}-${Date.now()}`;
@@ -119,15 +119,7 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
 
   test("a path that would resolve to another one (.., \\, %2e, %2f) is 404, never that route", async () => {
     // fetch would resolve these itself: send the request line as written, as nginx passes it on.
-    const rawGet = (target: string) =>
-      new Promise<string>((resolve, reject) => {
-        const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
-        let answer = "";
-        socket.on("data", (d: Buffer) => (answer += d.toString()));
-        socket.on("end", () => resolve(answer));
-        socket.on("error", reject);
-        socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-      });
+    const port = Number(new URL(gw.url).port);
     for (const target of [
       `${BASE}/..\\..\\..\\..\\healthz`,
       `${BASE}/../../../../healthz`,
@@ -135,11 +127,11 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
       `${BASE}/..%2F..%2F..%2F..%2Fhealthz`,
       `${BASE}/./status?secret=${encodeURIComponent(SECRET)}`,
     ]) {
-      const answer = await rawGet(target);
+      const answer = await rawGet(port, target);
       assert.match(answer, /^HTTP\/1\.1 404 /, target);
       assert.match(answer, /"not_found"/, target);
     }
-    assert.match(await rawGet("/healthz"), /^HTTP\/1\.1 200 /, "the route itself answers");
+    assert.match(await rawGet(port, "/healthz"), /^HTTP\/1\.1 200 /, "the route itself answers");
   });
 
   test("the secret works URL-encoded once more (as providers send it) and as a Bearer header", async () => {

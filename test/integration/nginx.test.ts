@@ -17,14 +17,16 @@ import {
   writeFileSync,
 } from "node:fs";
 import { request } from "node:http";
-import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { GatewayProcess } from "../helpers/gateway-process.js";
 import { waitUntil } from "../helpers/in-process.js";
+import { freePort, rawGet as rawGetFrom } from "../helpers/net.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
+
+const rawGet = (port: number, target: string) => rawGetFrom(port, target, "chat.example.com");
 
 const NGINX = "/usr/sbin/nginx";
 const TOKEN = `tok-${process.pid}-nginx`;
@@ -37,26 +39,6 @@ function documentedConfig(): string {
   const m = /```nginx\n([\s\S]*?)```/.exec(doc);
   assert.ok(m, "DEPLOY.md has an nginx block");
   return m[1]!;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** The request line sent as written (fetch would resolve dot segments and backslashes itself). */
-function rawGet(port: number, target: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1");
-    let answer = "";
-    socket.on("data", (d: Buffer) => (answer += d.toString()));
-    socket.on("end", () => resolve(answer));
-    socket.on("error", reject);
-    socket.write(`GET ${target} HTTP/1.1\r\nHost: chat.example.com\r\nConnection: close\r\n\r\n`);
-  });
 }
 
 /** A GET from a given loopback source address, so that nginx sees a distinct desktop. */

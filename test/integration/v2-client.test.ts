@@ -3,13 +3,18 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import type * as ClientModule from "../../src/client/index.js";
-import { MattermostSimulator, type SimStatus, type SimUser } from "../../src/simulator/index.js";
+import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js";
 import { CLI, runCli } from "../helpers/gateway-process.js";
-import { expectedStatuses, startInProcess, waitUntil, type InProcessGateway } from "../helpers/in-process.js";
+import {
+  STATUSES,
+  expectedStatuses,
+  startInProcess,
+  waitUntil,
+  type InProcessGateway,
+} from "../helpers/in-process.js";
 
 const TOKEN = `v2-client-token-${process.pid}`;
 const SECRET = `v2-client-secret-${process.pid}`;
-const STATUSES: readonly SimStatus[] = ["online", "away", "dnd", "offline"];
 
 describe("PresenceClient and `outlook-presence watch` against a real gateway", () => {
   let sim: MattermostSimulator;

@@ -2,13 +2,12 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { test } from "node:test";
 import WebSocket from "ws";
-import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
-import { startInProcess, waitUntil, type Line } from "../helpers/in-process.js";
+import { MattermostSimulator } from "../../src/simulator/index.js";
+import { STATUSES, startInProcess, waitUntil, type Line } from "../helpers/in-process.js";
 import { StreamConn } from "../helpers/v2-stream.js";
 
 const TOKEN = `v2-slow-token-${process.pid}`;
 const SECRET = `v2-slow-secret-${process.pid}`;
-const STATUSES: readonly SimStatus[] = ["online", "away", "dnd", "offline"];
 
 test("a v2 stream client that never reads is closed with 1013 past the buffer cap; a reading one keeps up", async (t) => {
   const CAP = 64 * 1024;

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { MattermostSimulator, type SimStatus, type SimUser } from "../../src/simulator/index.js";
-import { startInProcess, waitUntil, type InProcessGateway } from "../helpers/in-process.js";
+import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js";
+import { STATUSES, startInProcess, waitUntil, type InProcessGateway } from "../helpers/in-process.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { StreamConn } from "../helpers/v2-stream.js";
 
 const TOKEN = `v2-stream-token-${process.pid}`;
 const SECRET = `v2-stream-secret-${process.pid}`;
-const STATUSES: readonly SimStatus[] = ["online", "away", "dnd", "offline"];
 
 describe("API v2 stream against the simulator (in-process gateway)", () => {
   let sim: MattermostSimulator;
