@@ -1,7 +1,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createBroker, type Broker } from "./broker/index.js";
-import type { Config } from "./config/load.js";
+import { MAKE_A_SECRET, MIN_SECRET_LENGTH, secretWeakness, type Config } from "./config/load.js";
 import type { Logger } from "./log.js";
 import { MattermostClient } from "./mattermost/client.js";
 import { MattermostEvents } from "./mattermost/events.js";
@@ -90,7 +90,8 @@ export class Gateway {
         overlapMs: config.secretOverlapMs,
         refreshMs: config.directoryRefreshMs,
         extra: () => staticSecrets(this.config),
-        onChange: () => {
+        onChange: (settings) => {
+          this.warnIfWeak(settings.secret);
           this.onSecrets(this.secrets());
           this.sharePluginSettings();
         },
@@ -189,6 +190,19 @@ export class Gateway {
         );
       }
     });
+  }
+
+  /**
+   * The old plugin's secret is served even when too short: refusing it would lock out every
+   * desktop of a drop-in migration. It is said loudly instead, on every change (and by `doctor`).
+   */
+  private warnIfWeak(secret: string): void {
+    const weakness = secretWeakness(secret);
+    if (!weakness) return;
+    this.log.error(
+      { event: "weak_secret", source: "mattermost", length: secret.length, minLength: MIN_SECRET_LENGTH },
+      `the old plugin's secret in Mattermost is ${weakness}: anyone can guess it and open /status and /admin; regenerate it in System Console › Plugins › Outlook Presence, or set PRESENCE_SECRET: ${MAKE_A_SECRET}`,
+    );
   }
 
   /** Accepted secrets, current first. */
