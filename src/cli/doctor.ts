@@ -8,6 +8,7 @@ import {
   type Config,
 } from "../config/load.js";
 import { COMPAT_BASE } from "../http/compat.js";
+import { redactSecrets } from "../log.js";
 import {
   MAX_IDS_PER_STATUS_REQUEST,
   MAX_USERS_PER_PAGE,
@@ -71,8 +72,16 @@ export async function runChecks(
   emit: (r: CheckResult) => void,
 ): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
+  // Mattermost's error texts can repeat what it was sent (an echoed Authorization header).
+  const secrets = [
+    config.mattermostToken,
+    config.secret,
+    config.secretPrevious,
+    config.adminToken,
+    config.metricsToken,
+  ];
   const report = (verdict: Verdict, check: string, message: string): void => {
-    const r = { verdict, check, message };
+    const r = { verdict, check, message: redactSecrets(message, secrets) };
     results.push(r);
     emit(r);
   };
