@@ -1,8 +1,8 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createBroker, type Broker } from "./broker/index.js";
-import type { Config } from "./config/load.js";
-import type { Logger } from "./log.js";
+import { MAKE_A_SECRET, MIN_SECRET_LENGTH, secretWeakness, type Config } from "./config/load.js";
+import { redactSecrets, type Logger } from "./log.js";
 import { MattermostClient } from "./mattermost/client.js";
 import { MattermostEvents } from "./mattermost/events.js";
 import {
@@ -15,7 +15,7 @@ import { PresenceSnapshot } from "./presence/snapshot.js";
 import { AuthFailureLimiter, AuthFailures } from "./http/auth-limit.js";
 import { clientAddressFrom } from "./http/client-address.js";
 import { compatApi } from "./http/compat.js";
-import { healthApi } from "./http/health.js";
+import { NOT_READY_MESSAGES, healthApi, type NotReady } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
@@ -90,7 +90,8 @@ export class Gateway {
         overlapMs: config.secretOverlapMs,
         refreshMs: config.directoryRefreshMs,
         extra: () => staticSecrets(this.config),
-        onChange: () => {
+        onChange: (settings) => {
+          this.warnIfWeak(settings.secret);
           this.onSecrets(this.secrets());
           this.sharePluginSettings();
         },
@@ -118,8 +119,11 @@ export class Gateway {
       log,
       tokens: () => (this.config.adminToken ? [this.config.adminToken] : this.secrets()),
       sockets: () => this.hub.size,
-      health: () => this.sync.health,
-      notReadyReason: () => this.notReadyReason(),
+      health: () => {
+        const h = this.sync.health;
+        return h.lastError === undefined ? h : { ...h, lastError: this.redact(h.lastError) };
+      },
+      notReadyReason: () => this.notReadyDetail(),
       mattermostUrl: config.mattermostUrl,
       pollIntervalMs: () => this.config.pollIntervalMs,
       leader: () => this.broker.isLeader,
@@ -171,7 +175,7 @@ export class Gateway {
           telemetry,
         }),
         healthApi({
-          notReadyReason: () => this.notReadyReason(),
+          notReady: () => this.notReady(),
           details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
         }),
         metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken, authFailures }),
@@ -191,6 +195,19 @@ export class Gateway {
     });
   }
 
+  /**
+   * The old plugin's secret is served even when too short: refusing it would lock out every
+   * desktop of a drop-in migration. It is said loudly instead, on every change (and by `doctor`).
+   */
+  private warnIfWeak(secret: string): void {
+    const weakness = secretWeakness(secret);
+    if (!weakness) return;
+    this.log.error(
+      { event: "weak_secret", source: "mattermost", length: secret.length, minLength: MIN_SECRET_LENGTH },
+      `the old plugin's secret in Mattermost is ${weakness}: anyone can guess it and open /status and /admin; regenerate it in System Console › Plugins › Outlook Presence, or set PRESENCE_SECRET: ${MAKE_A_SECRET}`,
+    );
+  }
+
   /** Accepted secrets, current first. */
   secrets(): readonly string[] {
     return this.pluginSettings ? this.pluginSettings.accepted() : staticSecrets(this.config);
@@ -204,18 +221,37 @@ export class Gateway {
       : fromMattermost;
   }
 
-  notReadyReason(): string | undefined {
-    if (this.sync.health.tokenRejected) return "Mattermost rejected the token (401)";
+  /** Why the gateway is not ready (undefined when it is), with Mattermost's error text if any. */
+  notReady(): NotReady | undefined {
+    if (this.sync.health.tokenRejected) return { reason: "token_rejected" };
     if (this.pluginSettings && !this.pluginSettings.settings) {
-      const err = this.pluginSettings.lastError;
-      return `the secret has not been read from Mattermost yet${err ? `: ${err}` : ""}`;
+      return { reason: "settings_pending", detail: this.pluginSettings.lastError };
     }
     if (!this.snapshot.ready) {
-      if (!this.broker.isLeader) return "waiting for the leader's snapshot in Redis";
-      const err = this.sync.health.lastError;
-      return `first snapshot not loaded yet${err ? `: ${err}` : ""}`;
+      if (!this.broker.isLeader) return { reason: "waiting_for_leader" };
+      return { reason: "snapshot_pending", detail: this.sync.health.lastError };
     }
     return undefined;
+  }
+
+  /** What any client may be told: one fixed sentence per reason, never Mattermost's text. */
+  notReadyReason(): string | undefined {
+    const notReady = this.notReady();
+    return notReady && NOT_READY_MESSAGES[notReady.reason];
+  }
+
+  /** For the admin page: the reason and Mattermost's last error, secrets and tokens redacted. */
+  notReadyDetail(): string | undefined {
+    const notReady = this.notReady();
+    if (!notReady) return undefined;
+    const message = NOT_READY_MESSAGES[notReady.reason];
+    return notReady.detail ? `${message}: ${this.redact(notReady.detail)}` : message;
+  }
+
+  /** `text` without the token or any secret the gateway holds (see redactSecrets). */
+  redact(text: string): string {
+    const c = this.config;
+    return redactSecrets(text, [c.mattermostToken, c.metricsToken, c.adminToken, ...this.secrets()]);
   }
 
   /**

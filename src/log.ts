@@ -41,8 +41,34 @@ export class SecretScrubber {
     for (const n of this.needles) {
       if (line.includes(n)) line = line.split(n).join("[REDACTED]");
     }
-    return line;
+    // Whatever token it carries: an upstream's error text may repeat our Authorization header,
+    // cut short (error texts are truncated) where no known value matches any more.
+    return line.replace(BEARER, "$1[REDACTED]");
   }
+}
+
+const BEARER = /\b(Bearer\s+)(?!\[REDACTED\])[^\s"'\\,;)]+/gi;
+
+/**
+ * `text` (an upstream's error message, say) with every secret in `secrets` replaced, also a
+ * `Bearer` credential and a copy of a secret cut off at the end (Mattermost's error messages are
+ * kept to their first 100–200 characters, which can end inside an echoed token). For what the
+ * gateway shows in answers and its admin views; logs get the same through the scrubber.
+ */
+export function redactSecrets(text: string, secrets: readonly (string | undefined)[]): string {
+  const scrubber = new SecretScrubber();
+  scrubber.set(secrets);
+  let out = scrubber.scrub(text);
+  for (const s of secrets) {
+    if (!s || s.length < 8) continue;
+    for (let n = s.length - 1; n >= 4; n--) {
+      if (out.endsWith(s.slice(0, n))) {
+        out = `${out.slice(0, -n)}[REDACTED]`;
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 export const REDACT_PATHS = [

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { CLI, cpuMsOf, hostScript, sleep, startHost, stopChild, track, type Host } from "./procs.js";
 
 export const TOKEN = "benchtokenbenchtokenbenchx";
-export const SECRET = "benchsecret";
+export const SECRET = "benchsecret-0123456789";
 export const WS_PATH = "/plugins/com.mattermost.outlook-presence/api/v1/ws";
 export const STATUS_PATH = "/plugins/com.mattermost.outlook-presence/api/v1/status";
 

@@ -1,5 +1,14 @@
-import { ConfigError, loadConfig, type Config } from "../config/load.js";
+import {
+  ConfigError,
+  MAKE_A_SECRET,
+  checkedSecrets,
+  loadConfig,
+  secretWeakness,
+  weakSecretProblems,
+  type Config,
+} from "../config/load.js";
 import { COMPAT_BASE } from "../http/compat.js";
+import { redactSecrets } from "../log.js";
 import {
   MAX_IDS_PER_STATUS_REQUEST,
   MAX_USERS_PER_PAGE,
@@ -63,8 +72,16 @@ export async function runChecks(
   emit: (r: CheckResult) => void,
 ): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
+  // Mattermost's error texts can repeat what it was sent (an echoed Authorization header).
+  const secrets = [
+    config.mattermostToken,
+    config.secret,
+    config.secretPrevious,
+    config.adminToken,
+    config.metricsToken,
+  ];
   const report = (verdict: Verdict, check: string, message: string): void => {
-    const r = { verdict, check, message };
+    const r = { verdict, check, message: redactSecrets(message, secrets) };
     results.push(r);
     emit(r);
   };
@@ -257,6 +274,7 @@ export async function runChecks(
 
   async function checkSecretAndGateway(mattermostReachable: boolean): Promise<void> {
     const secret = await checkSecret(config, mattermostReachable ? client : undefined, report);
+    checkStrength(config, report);
     if (!gatewayUrl) return;
     if (secret === undefined) report("SKIP", "gateway", "needs the secret");
     else await checkGateway(secret, gatewayUrl, config.requestTimeoutMs, report);
@@ -282,6 +300,16 @@ async function checkSecret(
   try {
     const settings = await fetchPluginSettings(client);
     const page = settings.pageSize === undefined ? "" : `, page size ${settings.pageSize}`;
+    const weakness = secretWeakness(settings.secret);
+    if (weakness) {
+      // The gateway serves with it (refusing would lock every desktop out) but warns loudly.
+      report(
+        "FAIL",
+        "secret",
+        `the old plugin's secret in Mattermost is ${weakness}: anyone can guess it; regenerate it in System Console › Plugins › Outlook Presence (desktops need the new one), or set PRESENCE_SECRET: ${MAKE_A_SECRET}`,
+      );
+      return settings.secret;
+    }
     report(
       "PASS",
       "secret",
@@ -292,6 +320,19 @@ async function checkSecret(
     const why = err instanceof PluginSettingsError ? err.message : describeError(err);
     report("FAIL", "secret", `the old plugin's secret cannot be read from Mattermost: ${why}`);
     return undefined;
+  }
+}
+
+/** FAIL for each configured secret or token too short to be one (start refuses them). */
+function checkStrength(
+  config: Config,
+  report: (verdict: Verdict, check: string, message: string) => void,
+): void {
+  const problems = weakSecretProblems(config);
+  for (const p of problems) report("FAIL", "strength", `${p}; the gateway refuses to start with it`);
+  const set = checkedSecrets(config).map(([env]) => env);
+  if (problems.length === 0 && set.length > 0) {
+    report("PASS", "strength", `${set.join(", ")}: long enough`);
   }
 }
 
@@ -385,7 +426,8 @@ export async function runDoctor(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    config = loadConfig(args.rest).config;
+    // Short secrets are reported as a FAIL below, not as a configuration error.
+    config = loadConfig(args.rest, process.env, { allowWeakSecrets: true }).config;
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`outlook-presence doctor: ${err.message}\n`);

@@ -63,6 +63,66 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Shortest secret or token accepted. A short one can be guessed (the auth-failure limiter only
+ * slows guessing down, and not at all across addresses), and the log scrubber cannot tell it from
+ * ordinary text. `outlook-presence secret` makes 43 characters.
+ */
+export const MIN_SECRET_LENGTH = 16;
+
+/** The settings held to MIN_SECRET_LENGTH (MATTERMOST_TOKEN is Mattermost's to make). */
+export const STRENGTH_CHECKED = [
+  "PRESENCE_SECRET",
+  "PRESENCE_SECRET_PREVIOUS",
+  "PRESENCE_ADMIN_TOKEN",
+  "PRESENCE_METRICS_TOKEN",
+] as const satisfies readonly SettingEnv[];
+
+/** What to do about a short secret, said once for every place that refuses or warns. */
+export const MAKE_A_SECRET =
+  "`outlook-presence secret` makes one (for PRESENCE_SECRET, move the old value to PRESENCE_SECRET_PREVIOUS while desktops take the new one)";
+
+/** Why `value` is too weak to be a secret, or undefined when it is long enough. */
+export function secretWeakness(value: string): string | undefined {
+  return value.length < MIN_SECRET_LENGTH
+    ? `too short (${value.length} character${value.length === 1 ? "" : "s"}, at least ${MIN_SECRET_LENGTH} needed)`
+    : undefined;
+}
+
+type SecretFields = Pick<Config, "secret" | "secretPrevious" | "adminToken" | "metricsToken">;
+
+/** The secrets and tokens of `config` held to MIN_SECRET_LENGTH that are set, by key. */
+export function checkedSecrets(config: SecretFields): [SettingEnv, string][] {
+  const set: [SettingEnv, string][] = [];
+  for (const env of STRENGTH_CHECKED) {
+    const value = config[FIELD[env] as keyof SecretFields];
+    if (value !== undefined) set.push([env, value]);
+  }
+  return set;
+}
+
+/** One line per secret or token of `config` that is too weak, naming its key and what to do. */
+export function weakSecretProblems(config: SecretFields): string[] {
+  const problems: string[] = [];
+  for (const [env, value] of checkedSecrets(config)) {
+    const weakness = secretWeakness(value);
+    if (weakness) problems.push(`${describe(settingSpec(env))}: ${weakness}; ${MAKE_A_SECRET}`);
+  }
+  return problems;
+}
+
+function settingSpec(env: SettingEnv): SettingSpec {
+  return (SETTINGS as readonly SettingSpec[]).find((s) => s.env === env)!;
+}
+
+export interface LoadOptions {
+  /**
+   * Load secrets shorter than MIN_SECRET_LENGTH instead of refusing them (`doctor`, which
+   * reports them as a FAIL of its own rather than stopping at the configuration).
+   */
+  allowWeakSecrets?: boolean;
+}
+
 export interface LoadResult {
   config: Config;
   warnings: string[];
@@ -239,7 +299,11 @@ function unknownPresenceVars(env: NodeJS.ProcessEnv): string[] {
  * Reads the configuration from flags (first), environment variables and `*_FILE` files.
  * Every problem is collected so that one run names every bad key; throws ConfigError.
  */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): LoadResult {
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  opts: LoadOptions = {},
+): LoadResult {
   const problems: string[] = [];
   let flags: Record<string, string | undefined> = {};
   try {
@@ -306,6 +370,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     );
   }
   out.pageSizeExplicit = (flags[flagName("PRESENCE_PAGE_SIZE")] ?? env.PRESENCE_PAGE_SIZE ?? "") !== "";
+  if (!opts.allowWeakSecrets) problems.push(...weakSecretProblems(out as unknown as Config));
   if (problems.length > 0) throw new ConfigError(problems);
   if (typeof out.mattermostUrl === "string") out.mattermostUrl = out.mattermostUrl.replace(/\/+$/, "");
   out.secretFiles = secretFiles;

@@ -35,7 +35,7 @@ export const SETTINGS = [
   {
     env: "PRESENCE_SECRET",
     kind: "secret",
-    help: "secret the Outlook providers send (`outlook-presence secret` makes one); unset: read from the old plugin's settings in Mattermost",
+    help: "secret the Outlook providers send, at least 16 characters (`outlook-presence secret` makes one); unset: read from the old plugin's settings in Mattermost",
   },
   {
     env: "PRESENCE_SETTINGS_FROM_MATTERMOST",

@@ -141,11 +141,40 @@ export function adminApi(deps: AdminDeps): AdminApi {
     for (const t of deps.tokens()) ok = constantTimeEquals(m[2]!, signature(t, issuedAt)) || ok;
     return ok;
   };
-  const authorized = (req: IncomingMessage): boolean => {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
-    return matchesToken(m?.[1]) || matchesSession(cookieValue(req, COOKIE));
+  /**
+   * What a request presents: "ok" (a right token or a live session), "wrong" (a Bearer token or
+   * a session cookie that is not: a guess, counted by the limiter) or "none" (nothing presented,
+   * as on a first visit: not a guess, so not counted, as on /metrics and API v2).
+   */
+  const credentials = (req: IncomingMessage): "ok" | "wrong" | "none" => {
+    const header = req.headers.authorization;
+    const bearer = header === undefined ? undefined : (/^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? "");
+    const cookie = cookieValue(req, COOKIE);
+    if (matchesToken(bearer) || matchesSession(cookie)) return "ok";
+    return bearer === undefined && cookie === undefined ? "none" : "wrong";
   };
   const remote = (req: IncomingMessage) => remoteLabel(req, deps.clientAddress ?? peerAddress);
+  /**
+   * Answers a wrong credential: counted with every other credential check of this address (on
+   * any route); 429 once it is over the burst, otherwise one warning line and `refuse()`.
+   */
+  const wrongCredential = (req: IncomingMessage, res: ServerResponse, refuse: () => void): void => {
+    const retryAfter = deps.authFailures?.fail(req);
+    if (retryAfter !== undefined) {
+      return sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, { "Retry-After": String(retryAfter) });
+    }
+    deps.log.warn({ event: "admin_refused", remote: remote(req) }, "admin page: wrong token or session");
+    refuse();
+  };
+  /** True when the request may see admin data; otherwise it has been answered (403 or 429). */
+  const guard = (req: IncomingMessage, res: ServerResponse, refuse: () => void): boolean => {
+    const got = credentials(req);
+    if (got === "ok") return true;
+    if (got === "wrong") wrongCredential(req, res, refuse);
+    else refuse();
+    return false;
+  };
+  const apiRefusal = (res: ServerResponse) => () => sendError(res, "invalid_secret", "admin token required");
 
   function summary(): AdminSummary {
     const h = deps.health();
@@ -199,16 +228,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   function page(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     const token = url.searchParams.get("token");
     if (token !== null) {
-      if (!matchesToken(token)) {
-        const retryAfter = deps.authFailures?.fail(req);
-        if (retryAfter !== undefined) {
-          return sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, {
-            "Retry-After": String(retryAfter),
-          });
-        }
-        deps.log.warn({ event: "admin_refused", remote: remote(req) }, "admin page: wrong token");
-        return denied(res);
-      }
+      if (!matchesToken(token)) return wrongCredential(req, res, () => denied(res));
       deps.log.info({ event: "admin_login", remote: remote(req) }, "admin page opened with a token");
       const secure = req.headers["x-forwarded-proto"] === "https" ? "; Secure" : "";
       res.writeHead(303, {
@@ -220,7 +240,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
       res.end();
       return;
     }
-    if (!authorized(req)) return denied(res);
+    if (!guard(req, res, () => denied(res))) return;
     res.writeHead(200, {
       ...PAGE_HEADERS,
       "Content-Type": "text/html; charset=utf-8",
@@ -253,7 +273,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   };
 
   function events(req: IncomingMessage, res: ServerResponse): void {
-    if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+    if (!guard(req, res, apiRefusal(res))) return;
     if (feeds.size >= MAX_FEEDS) return sendError(res, "too_many_connections", "too many open admin pages");
     res.writeHead(200, {
       "Content-Type": "text/event-stream; charset=utf-8",
@@ -275,7 +295,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function user(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+    if (!guard(req, res, apiRefusal(res))) return;
     const email = (url.searchParams.get("email") ?? "").trim().toLowerCase();
     if (!email) return sendError(res, "invalid_body", "give ?email=");
     const suggestions: string[] = [];
@@ -312,7 +332,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
         path: "/admin/api/summary",
         methods: ["GET"],
         handle(req, res) {
-          if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+          if (!guard(req, res, apiRefusal(res))) return;
           sendJson(res, 200, summary());
         },
       },

@@ -22,7 +22,13 @@ export type FaultKind =
   /** A 200 application/json answer with the real body cut in half (replaces only 200 answers). */
   | { kind: "truncated" }
   /** `status/ids` answers carry this status value for every user. */
-  | { kind: "bad-status-value"; value: string };
+  | { kind: "bad-status-value"; value: string }
+  /**
+   * An error (`status`) whose message repeats the request's `Authorization` header, as some
+   * proxies' and debugging servers' error pages do: Mattermost's JSON error body, or with
+   * `format: "text"` a plain-text page that starts with the header.
+   */
+  | { kind: "echo-auth"; status: number; format?: "json" | "text" };
 
 /**
  * Route keys, used by `Fault.paths` and by `stats.requests` / `stats.lastRequestAt`:
@@ -64,8 +70,9 @@ export function faultApplies(fault: Fault | null, key: RouteKey): fault is Fault
 export function validateFault(f: Fault): void {
   switch (f.kind) {
     case "http-error":
+    case "echo-auth":
       if (!Number.isInteger(f.status) || f.status < 400 || f.status > 599)
-        throw new Error(`http-error fault: status must be 400..599, got ${f.status}`);
+        throw new Error(`${f.kind} fault: status must be 400..599, got ${f.status}`);
       break;
     case "rate-limit":
       if (!Number.isFinite(f.retryAfterSeconds) || f.retryAfterSeconds < 0)

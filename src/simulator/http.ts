@@ -111,9 +111,20 @@ export function rateLimitReply(retryAfterSeconds: number): Reply {
 }
 
 /** The reply an early fault (answered before the route runs) produces, if any. */
-export function earlyFaultReply(fault: Fault, rid: string): Reply | undefined {
+export function earlyFaultReply(fault: Fault, rid: string, req: IncomingMessage): Reply | undefined {
   if (fault.kind === "rate-limit") return rateLimitReply(fault.retryAfterSeconds);
   if (fault.kind === "http-error") return faultError(fault.status, rid);
+  if (fault.kind === "echo-auth") {
+    const header = `Authorization: ${req.headers.authorization ?? "(none)"}`;
+    if (fault.format === "text") {
+      return {
+        status: fault.status,
+        contentType: "text/plain; charset=utf-8",
+        body: `${header}\nrequest refused\n`,
+      };
+    }
+    return appError(fault.status, "app.simulator.echo", `Request refused (${header}).`, rid);
+  }
   return undefined;
 }
 
@@ -174,7 +185,7 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
   else req.resume();
 
   if (fault) {
-    const early = earlyFaultReply(fault, rid);
+    const early = earlyFaultReply(fault, rid, req);
     if (early) {
       send(ctx, res, rid, early);
       return;

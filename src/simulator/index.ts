@@ -25,7 +25,8 @@
  * `ping`, `users/me`, `users`, `users/stats`, `status/ids`, `users/{id}`, `users/{id}/status`,
  * `config/client`, `config`, `websocket`, `unknown`. Without `paths` a fault applies to every
  * /api/v4 route, and only `down` also reaches the WebSocket (closes open sockets, refuses upgrades);
- * naming `websocket` in `paths` makes `http-error`, `rate-limit` and `slow` apply to the upgrade too.
+ * naming `websocket` in `paths` makes `http-error`, `echo-auth`, `rate-limit` and `slow` apply to the
+ * upgrade too. `echo-auth` answers an error repeating the request's Authorization header.
  */
 import { randomInt } from "node:crypto";
 import { createServer, type Server } from "node:http";

@@ -78,7 +78,7 @@ export class WsHub {
       return;
     }
     if (fault) {
-      const early = earlyFaultReply(fault, rid);
+      const early = earlyFaultReply(fault, rid, req);
       if (early) {
         this.rawReply(socket, rid, early);
         return;

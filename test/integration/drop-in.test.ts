@@ -7,8 +7,8 @@ import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const PLUGIN_ID = "com.mattermost.outlook-presence";
 const TOKEN = `tok-${process.pid}-dropin`;
-const OLD_SECRET = `old-${process.pid}-Secret+/=`;
-const NEW_SECRET = `new-${process.pid}-Secret`;
+const OLD_SECRET = `old-${process.pid}-Secret+/=-dropin`;
+const NEW_SECRET = `new-${process.pid}-Secret-dropin`;
 
 async function statusCode(url: string, secret: string): Promise<number> {
   return (await fetch(`${url}${BASE}/status?secret=${encodeURIComponent(secret)}`)).status;
@@ -98,7 +98,7 @@ describe("settings from Mattermost that cannot be used stop the start with a cle
 });
 
 describe("POST /status/publish: a hint, never trusted", () => {
-  const SECRET = `sec-${process.pid}-hints`;
+  const SECRET = `secret-${process.pid}-hints-dropin`;
   let sim: MattermostSimulator;
   let gw: GatewayProcess;
   const publish = (body: unknown) =>

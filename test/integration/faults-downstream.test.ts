@@ -21,7 +21,7 @@ import { StreamConn } from "../helpers/v2-stream.js";
 import { MAX_PENDING_AUTH } from "../../src/http/v2/stream.js";
 
 const TOKEN = `tok-${process.pid}-faults-down`;
-const SECRET = `sec-${process.pid}-faults-down`;
+const SECRET = `secret-${process.pid}-faults-down`;
 
 async function setup(
   t: TestContext,

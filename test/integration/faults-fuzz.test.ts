@@ -13,7 +13,7 @@ import { assertConverged, startInProcess, waitUntil, type InProcessGateway } fro
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-fuzz`;
-const SECRET = `sec+/${process.pid}-fuzz`;
+const SECRET = `sec+/${process.pid}-fuzz-secret`;
 
 /** Writes `data`, returns the HTTP status the gateway answered (0: closed without one). */
 function rawRequest(port: number, data: Buffer, waitMs = 1500): Promise<number> {

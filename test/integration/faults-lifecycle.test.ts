@@ -16,7 +16,7 @@ import { assertConverged, sleep, waitUntil } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-lifecycle`;
-const SECRET = `sec-${process.pid}-lifecycle`;
+const SECRET = `secret-${process.pid}-lifecycle`;
 
 async function setup(t: TestContext, env: Record<string, string>) {
   const sim = new MattermostSimulator({ token: TOKEN, users: 30, seed: 21 });

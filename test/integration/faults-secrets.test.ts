@@ -13,8 +13,8 @@ import { waitUntil } from "../helpers/in-process.js";
 import { BASE } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-faults-secrets`;
-const SECRET = `Sec+/=${process.pid}-current`;
-const PREVIOUS = `Sec-${process.pid}-previous`;
+const SECRET = `Sec+/=${process.pid}-current-secret`;
+const PREVIOUS = `Sec-${process.pid}-previous-secret`;
 
 /** Every byte percent-encoded, even letters: no scrubber looking for the plain value finds it. */
 const percentAll = (s: string): string =>

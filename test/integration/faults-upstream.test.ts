@@ -20,7 +20,7 @@ import {
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-faults-up`;
-const SECRET = `sec-${process.pid}-faults-up`;
+const SECRET = `secret-${process.pid}-faults-up`;
 
 /** Settings shared by these tests: fast polls, no keepalive repair within a test's length. */
 const FAST = {

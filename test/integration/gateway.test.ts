@@ -8,7 +8,7 @@ import { rawGet } from "../helpers/net.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `test-token-${process.pid}-${Date.now()}`;
-const SECRET = `s3cret+/=${process.pid}&x`;
+const SECRET = `s3cret+/=${process.pid}&x-gateway`;
 const POLL_MS = 500;
 
 describe("the gateway, as the Outlook provider sees it (real CLI process against the simulator)", () => {

@@ -6,7 +6,7 @@ import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `metrics-token-${process.pid}`;
 const SECRET = `metrics-secret-${process.pid}`;
-const METRICS_TOKEN = `scrape-${process.pid}-abcdef`;
+const METRICS_TOKEN = `scrape-token-${process.pid}-abcdef`;
 
 interface Sample {
   name: string;

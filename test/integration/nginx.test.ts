@@ -30,7 +30,7 @@ const rawGet = (port: number, target: string) => rawGetFrom(port, target, "chat.
 
 const NGINX = "/usr/sbin/nginx";
 const TOKEN = `tok-${process.pid}-nginx`;
-const SECRET = `sec-${process.pid}-nginx`;
+const SECRET = `secret-${process.pid}-nginx-x`;
 const DEPLOY = new URL("../../../docs/DEPLOY.md", import.meta.url);
 
 /** The first ```nginx block of DEPLOY.md: the one that routes the plugin path. */

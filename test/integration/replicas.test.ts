@@ -7,7 +7,7 @@ import { FakeProvider } from "../helpers/provider.js";
 import { PrivateRedis, REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis.js";
 
 const TOKEN = `tok-${process.pid}-replicas`;
-const SECRET = `sec-${process.pid}-replicas`;
+const SECRET = `secret-${process.pid}-replicas`;
 const POLL_MS = 500;
 const TTL_MS = 2000;
 

@@ -9,7 +9,7 @@ import { waitUntil } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-upstream`;
-const SECRET = `sec-${process.pid}-upstream`;
+const SECRET = `secret-${process.pid}-upstream`;
 
 interface Line {
   event?: string;

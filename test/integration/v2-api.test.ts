@@ -9,7 +9,7 @@ import { FakeProvider } from "../helpers/provider.js";
 import { validate } from "../helpers/v2-schema.js";
 
 const TOKEN = `v2-api-token-${process.pid}`;
-const SECRET = `v2-api-secret-${process.pid}`;
+const SECRET = `v2-api-secret-${process.pid}-x`;
 const auth = { Authorization: `Bearer ${SECRET}` };
 
 describe("API v2 HTTP: /api/v2/presence, /query and the OpenAPI document", () => {

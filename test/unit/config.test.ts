@@ -9,7 +9,7 @@ import type { SettingSpec } from "../../src/config/schema.js";
 const BASE = {
   MATTERMOST_URL: "https://chat.example.com/",
   MATTERMOST_TOKEN: "tok-abcdef",
-  PRESENCE_SECRET: "sec-abcdef",
+  PRESENCE_SECRET: "sec-abcdef-0123456789",
 };
 
 function problems(argv: string[], env: NodeJS.ProcessEnv): string[] {
@@ -91,13 +91,16 @@ test("a bad secret's message never shows the value", () => {
 });
 
 test("flags win over environment variables", () => {
-  const { config } = loadConfig(["--port", "9000", "--poll-interval-ms", "500", "--secret", "flag-secret"], {
-    ...BASE,
-    PORT: "1234",
-  });
+  const { config } = loadConfig(
+    ["--port", "9000", "--poll-interval-ms", "500", "--secret", "flag-secret-0123456"],
+    {
+      ...BASE,
+      PORT: "1234",
+    },
+  );
   assert.equal(config.port, 9000);
   assert.equal(config.pollIntervalMs, 500);
-  assert.equal(config.secret, "flag-secret");
+  assert.equal(config.secret, "flag-secret-0123456");
 });
 
 test("an unknown flag is an error naming it", () => {
