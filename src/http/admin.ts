@@ -5,7 +5,9 @@ import type { UpstreamHealth } from "../mattermost/sync.js";
 import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { VERSION } from "../version.js";
-import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS } from "./admin-page.js";
+import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS, SIGNIN_HTML, SIGNIN_JS } from "./admin-page.js";
+import { MinuteHistory } from "./admin-history.js";
+import type { ProviderSocket } from "./provider-sockets.js";
 import { constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
 import { sendJson, type HttpModule, type RequestUrl } from "./router.js";
@@ -31,6 +33,29 @@ export interface AdminDeps {
   authFailures?: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
+  /** Every open provider socket, both protocols (the page lists at most PROVIDERS_MAX). */
+  providers?: () => Iterable<ProviderSocket>;
+  /** Connected providers for the last-hour chart; default `sockets`. */
+  providerCount?: () => number;
+  /** How often the chart's provider count is sampled (default 10 s). */
+  historySampleMs?: number;
+}
+
+/** What `/admin/api/providers` answers. */
+export interface AdminProviders {
+  /** Open provider sockets. */
+  total: number;
+  /** Those whose `address:port` contains `?address=`. */
+  matched: number;
+  /** The first `limit` matches by address, then port. */
+  providers: {
+    address: string;
+    remote: string;
+    protocol: ProviderSocket["protocol"];
+    connected_at: number;
+    messages_sent: number;
+  }[];
+  limit: number;
 }
 
 export interface AdminSummary {
@@ -69,6 +94,8 @@ const COOKIE = "op_admin";
 const COOKIE_MAX_AGE_S = 12 * 3600;
 const RECENT_MAX = 50;
 const MAX_FEEDS = 32;
+/** Rows of the providers list: a 20,000-socket instance must not build a 20,000-row page. */
+export const PROVIDERS_MAX = 500;
 /** A browser this far behind on the feed is dropped; EventSource reconnects by itself. */
 const MAX_FEED_BUFFER = 256 * 1024;
 
@@ -124,6 +151,10 @@ export function adminApi(deps: AdminDeps): AdminApi {
   const feeds = new Set<ServerResponse>();
   const recent: string[] = [];
   let timer: NodeJS.Timeout | undefined;
+  const history = new MinuteHistory(now);
+  const providerCount = deps.providerCount ?? deps.sockets;
+  const sampleProviders = () => history.sampleProviders(providerCount());
+  const sampler = setInterval(sampleProviders, deps.historySampleMs ?? 10_000).unref();
 
   const matchesToken = (got: string | undefined): boolean => {
     if (!got) return false;
@@ -189,6 +220,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   const unsubscribe = deps.snapshot.onChanges((changes) => {
+    history.addChanges(changes.length);
     // Only the newest RECENT_MAX of a burst matter to a person watching.
     const shown = changes.slice(-RECENT_MAX).map((c) => sse("change", changeJson(c), c.seq));
     recent.push(...shown);
@@ -230,10 +262,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function denied(res: ServerResponse): void {
-    const body =
-      "<!doctype html><meta charset=utf-8><title>Outlook presence gateway</title>" +
-      "<p>Open <code>/admin?token=&lt;admin token&gt;</code>: PRESENCE_ADMIN_TOKEN, or the presence " +
-      "secret when no admin token is set.</p>";
+    const body = SIGNIN_HTML;
     res.writeHead(403, {
       ...PAGE_HEADERS,
       "Content-Type": "text/html; charset=utf-8",
@@ -298,6 +327,31 @@ export function adminApi(deps: AdminDeps): AdminApi {
     sendJson(res, 404, { ...body, suggestions });
   }
 
+  function providers(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
+    if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+    const query = (url.searchParams.get("address") ?? "").trim().toLowerCase();
+    let total = 0;
+    const matched: ProviderSocket[] = [];
+    for (const p of deps.providers?.() ?? []) {
+      total++;
+      if (!query || p.remote.toLowerCase().includes(query)) matched.push(p);
+    }
+    matched.sort(byAddress);
+    const body: AdminProviders = {
+      total,
+      matched: matched.length,
+      limit: PROVIDERS_MAX,
+      providers: matched.slice(0, PROVIDERS_MAX).map((p) => ({
+        address: p.address,
+        remote: p.remote,
+        protocol: p.protocol,
+        connected_at: p.connectedAt,
+        messages_sent: p.sent,
+      })),
+    };
+    sendJson(res, 200, body);
+  }
+
   return {
     routes: [
       { path: "/admin", methods: ["GET", "HEAD"], handle: page },
@@ -317,8 +371,24 @@ export function adminApi(deps: AdminDeps): AdminApi {
         },
       },
       { path: "/admin/api/user", methods: ["GET"], handle: user },
+      { path: "/admin/api/providers", methods: ["GET"], handle: providers },
+      {
+        path: "/admin/api/history",
+        methods: ["GET"],
+        handle(req, res) {
+          if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+          sampleProviders();
+          sendJson(res, 200, history.series());
+        },
+      },
+      {
+        path: "/admin/signin.js",
+        methods: ["GET"],
+        handle: asset(SIGNIN_JS, "text/javascript; charset=utf-8"),
+      },
     ],
     close() {
+      clearInterval(sampler);
       unsubscribe();
       clearInterval(timer);
       timer = undefined;
@@ -326,4 +396,10 @@ export function adminApi(deps: AdminDeps): AdminApi {
       feeds.clear();
     },
   };
+}
+
+/** Numeric-aware (10.0.0.9 before 10.0.0.10), then by port, then oldest first. */
+const collator = new Intl.Collator("en", { numeric: true });
+function byAddress(a: ProviderSocket, b: ProviderSocket): number {
+  return collator.compare(a.remote, b.remote) || a.connectedAt - b.connectedAt;
 }
