@@ -97,7 +97,7 @@ export const SIGNIN_HTML = `<!doctype html>
 <link rel="stylesheet" href="/admin/admin.css">
 <script src="/admin/signin.js" defer></script>
 </head>
-<body>
+<body class="signin-page">
 <header>
   <h1>Outlook presence gateway</h1>
 </header>
@@ -158,6 +158,7 @@ input:focus-visible, button:focus-visible { outline: 2px solid #0969da; outline-
 h2 .state { text-transform: none; letter-spacing: 0; font-weight: normal; margin-left: 0.4rem; padding: 0 0.5rem; border-radius: 1rem; background: #eaeef2; }
 h2 .state.ok { background: #dafbe1; color: #1a7f37; }
 h2 .state.bad { background: #ffebe9; color: #cf222e; }
+.signin-page main { max-width: none; }
 .signin { flex-direction: column; align-items: stretch; gap: 0.6rem; max-width: 22rem; margin: 3rem auto; padding: 1.4rem 1.5rem; }
 .signin h2 { font-size: 1.1rem; text-transform: none; letter-spacing: 0; color: #1f2328; }
 .signin label { font-weight: 600; font-size: 0.9rem; }
