@@ -318,11 +318,8 @@ export class Gateway {
         {
           event: "ready",
           users,
-          directoryUsers: this.snapshot.size,
           pages: Math.ceil(users / pageSize),
-          pageSize,
           leader: this.broker.isLeader,
-          seq: this.snapshot.lastSeq,
           startupMs: Date.now() - this.startedAt,
         },
         `gateway ready: serving ${users} users`,
