@@ -179,6 +179,14 @@ th { text-align: left; font-weight: 600; color: #57606a; border-bottom: 1px soli
 td { padding: 0.3rem 0.6rem 0.3rem 0; border-bottom: 1px solid #eaeef2; overflow-wrap: anywhere; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 td .port { color: #57606a; }
+#feed { list-style: none; margin: 0; padding: 0; max-height: 420px; overflow-y: auto; font-size: 0.9rem; }
+#feed li { display: flex; gap: 0.6rem; align-items: center; padding: 0.2rem 0; border-bottom: 1px solid #eaeef2; }
+#feed time { color: #57606a; font-variant-numeric: tabular-nums; }
+#feed .email { flex: 1; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+dl { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: 0.2rem 0.8rem; margin: 0; }
+dt { color: #57606a; }
+dd { margin: 0; overflow-wrap: anywhere; }
+/* Phones: last, so it overrides the rules above. */
 @media (max-width: 560px) {
   header, main { padding-left: 0.8rem; padding-right: 0.8rem; }
   thead { display: none; }
@@ -187,14 +195,13 @@ td .port { color: #57606a; }
   #providers td.when { grid-column: 1; color: #57606a; font-size: 0.85rem; }
   #providers td.num { grid-column: 2; grid-row: 2; }
   #providers td.num::after { content: " sent"; color: #57606a; }
+  /* The feed's email gets the row's width: the time goes under it. */
+  #feed li { display: grid; grid-template-columns: auto minmax(0, 1fr) auto; column-gap: 0.5rem; }
+  #feed .dot { grid-column: 1; grid-row: 1; }
+  #feed .email { grid-column: 2; grid-row: 1; }
+  #feed .status { grid-column: 3; grid-row: 1; font-size: 0.85rem; }
+  #feed time { grid-column: 2; grid-row: 2; font-size: 0.75rem; }
 }
-#feed { list-style: none; margin: 0; padding: 0; max-height: 420px; overflow-y: auto; font-size: 0.9rem; }
-#feed li { display: flex; gap: 0.6rem; align-items: center; padding: 0.2rem 0; border-bottom: 1px solid #eaeef2; }
-#feed time { color: #57606a; font-variant-numeric: tabular-nums; }
-#feed .email { flex: 1; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-dl { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: 0.2rem 0.8rem; margin: 0; }
-dt { color: #57606a; }
-dd { margin: 0; overflow-wrap: anywhere; }
 `;
 
 export const ADMIN_JS = `"use strict";
@@ -312,7 +319,8 @@ export const ADMIN_JS = `"use strict";
     };
     h.providers.forEach((v, i) => {
       if (v === null) return flush();
-      points.push([i * step + step / 4, H - 2 - (v / providersMax) * (H - 6)]);
+      // Headroom above the peak, so a steady count is not drawn along the top edge.
+      points.push([i * step + step / 4, H - 2 - (v / providersMax) * (H * 0.75)]);
     });
     flush();
     $("chart-providers").replaceChildren(...lines);
