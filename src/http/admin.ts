@@ -7,6 +7,7 @@ import type { ProviderStatus } from "../presence/status.js";
 import { VERSION } from "../version.js";
 import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS, SIGNIN_HTML, SIGNIN_JS } from "./admin-page.js";
 import { MinuteHistory } from "./admin-history.js";
+import { listProviders } from "./admin-providers.js";
 import type { ProviderSocket } from "./provider-sockets.js";
 import { constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
@@ -39,23 +40,6 @@ export interface AdminDeps {
   providerCount?: () => number;
   /** How often the chart's provider count is sampled (default 10 s). */
   historySampleMs?: number;
-}
-
-/** What `/admin/api/providers` answers. */
-export interface AdminProviders {
-  /** Open provider sockets. */
-  total: number;
-  /** Those whose `address:port` contains `?address=`. */
-  matched: number;
-  /** The first `limit` matches by address, then port. */
-  providers: {
-    address: string;
-    remote: string;
-    protocol: ProviderSocket["protocol"];
-    connected_at: number;
-    messages_sent: number;
-  }[];
-  limit: number;
 }
 
 export interface AdminSummary {
@@ -94,8 +78,6 @@ const COOKIE = "op_admin";
 const COOKIE_MAX_AGE_S = 12 * 3600;
 const RECENT_MAX = 50;
 const MAX_FEEDS = 32;
-/** Rows of the providers list: a 20,000-socket instance must not build a 20,000-row page. */
-export const PROVIDERS_MAX = 500;
 /** A browser this far behind on the feed is dropped; EventSource reconnects by itself. */
 const MAX_FEED_BUFFER = 256 * 1024;
 
@@ -129,7 +111,8 @@ const changeJson = (c: Change) => ({
 
 /**
  * `/admin`: a small page for Mattermost admins: readiness, upstream health, counts by status,
- * connected providers, a live feed of changes (server-sent events on `/admin/events`, never on
+ * the last hour's changes and providers (a ring of one-minute buckets), the list of connected
+ * providers, a live feed of changes (server-sent events on `/admin/events`, never on
  * the compat `/ws` path, whose every message must be a status) and a lookup by email.
  *
  * Access: `Authorization: Bearer <token>` (scripts), or open `/admin?token=<token>` once: the
@@ -329,27 +312,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
 
   function providers(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
-    const query = (url.searchParams.get("address") ?? "").trim().toLowerCase();
-    let total = 0;
-    const matched: Sortable[] = [];
-    for (const p of deps.providers?.() ?? []) {
-      total++;
-      if (!query || p.remote.toLowerCase().includes(query)) matched.push(sortable(p));
-    }
-    matched.sort(byAddress);
-    const body: AdminProviders = {
-      total,
-      matched: matched.length,
-      limit: PROVIDERS_MAX,
-      providers: matched.slice(0, PROVIDERS_MAX).map(({ socket: p }) => ({
-        address: p.address,
-        remote: p.remote,
-        protocol: p.protocol,
-        connected_at: p.connectedAt,
-        messages_sent: p.sent,
-      })),
-    };
-    sendJson(res, 200, body);
+    sendJson(res, 200, listProviders(deps.providers?.() ?? [], url.searchParams.get("address") ?? ""));
   }
 
   return {
@@ -396,32 +359,4 @@ export function adminApi(deps: AdminDeps): AdminApi {
       feeds.clear();
     },
   };
-}
-
-interface Sortable {
-  rank: number;
-  port: number;
-  socket: ProviderSocket;
-}
-
-const IPV4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-/**
- * IPv4 addresses rank as numbers (10.0.0.9 before 10.0.0.10), others after them by text. Keys
- * are computed once per socket: Intl.Collator's numeric compare took about 4 times as long for
- * 20,000 sockets, with the event loop held.
- */
-function sortable(socket: ProviderSocket): Sortable {
-  const m = IPV4.exec(socket.address);
-  const rank = m ? ((+m[1]! * 256 + +m[2]!) * 256 + +m[3]!) * 256 + +m[4]! : Infinity;
-  return { rank, port: Number(socket.remote.slice(socket.address.length + 1)), socket };
-}
-
-/** By address, then port, then oldest first. */
-function byAddress(a: Sortable, b: Sortable): number {
-  if (a.rank !== b.rank) return a.rank - b.rank;
-  const x = a.socket.address;
-  const y = b.socket.address;
-  if (x !== y) return x < y ? -1 : 1;
-  return a.port - b.port || a.socket.connectedAt - b.socket.connectedAt;
 }

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
-import { PROVIDERS_MAX, adminApi, type AdminProviders } from "../../src/http/admin.js";
+import { adminApi } from "../../src/http/admin.js";
+import { PROVIDERS_MAX, type AdminProviders } from "../../src/http/admin-providers.js";
 import type { ProviderSocket } from "../../src/http/provider-sockets.js";
 import { createHttpServer } from "../../src/http/router.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";

@@ -7,7 +7,7 @@ import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js"
 import { GatewayProcess } from "../helpers/gateway-process.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { StreamConn } from "../helpers/v2-stream.js";
-import type { AdminProviders } from "../../src/http/admin.js";
+import type { AdminProviders } from "../../src/http/admin-providers.js";
 import type { HistorySeries } from "../../src/http/admin-history.js";
 
 const TOKEN = `admin-test-token-${process.pid}`;
