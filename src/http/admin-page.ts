@@ -26,7 +26,7 @@ export const ADMIN_HTML = `<!doctype html>
   <section class="cards">
     <div class="card"><h2>Upstream</h2><p id="upstream">–</p><p id="upstream-detail" class="muted"></p></div>
     <div class="card"><h2>Last poll</h2><p id="last-poll">–</p><p id="poll-detail" class="muted"></p></div>
-    <div class="card"><h2>Connected providers</h2><p id="sockets" class="big">–</p></div>
+    <div class="card"><h2>Connected providers</h2><p id="sockets" class="big">–</p><p id="sockets-detail" class="muted"></p></div>
     <div class="card"><h2>Users</h2><p id="users" class="big">–</p><p id="users-detail" class="muted"></p></div>
   </section>
   <section class="counts" aria-label="users by status">
@@ -238,7 +238,9 @@ export const ADMIN_JS = `"use strict";
       (u.lastPollMs !== null ? Math.round(u.lastPollMs) + " ms, " : "") +
         u.statusRequestsLastCycle + " status request" + (u.statusRequestsLastCycle === 1 ? "" : "s") + " every " + s.pollIntervalMs + " ms",
     );
-    text("sockets", String(s.sockets));
+    text("sockets", String(s.providers));
+    const v2 = s.providers - s.sockets;
+    text("sockets-detail", v2 > 0 ? s.sockets + " on /ws, " + v2 + " on the API v2 stream" : "");
     text("users", String(s.users.visible));
     text(
       "users-detail",

@@ -36,7 +36,7 @@ export interface AdminDeps {
   clientAddress?: ClientAddress;
   /** Every open provider socket, both protocols (the page lists at most PROVIDERS_MAX). */
   providers?: () => Iterable<ProviderSocket>;
-  /** Connected providers for the last-hour chart; default `sockets`. */
+  /** Connected providers of both protocols (the card and the chart); default `sockets`. */
   providerCount?: () => number;
   /** How often the chart's provider count is sampled (default 10 s). */
   historySampleMs?: number;
@@ -48,7 +48,10 @@ export interface AdminSummary {
   ready: boolean;
   notReadyReason: string | null;
   leader: boolean;
+  /** Compat `/ws` sockets. */
   sockets: number;
+  /** Connected providers of both protocols (compat and API v2 stream). */
+  providers: number;
   lastSeq: number;
   pollIntervalMs: number;
   users: {
@@ -171,6 +174,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
       notReadyReason: reason ?? null,
       leader: deps.leader?.() ?? true,
       sockets: deps.sockets(),
+      providers: providerCount(),
       lastSeq: deps.snapshot.lastSeq,
       pollIntervalMs: deps.pollIntervalMs(),
       users: {
