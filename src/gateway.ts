@@ -20,6 +20,7 @@ import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
+import type { ProviderSocket } from "./http/provider-sockets.js";
 import { GatewayMetrics, composeTelemetry, logTelemetry, metricsApi } from "./metrics/index.js";
 import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
 
@@ -46,6 +47,9 @@ export class Gateway {
   readonly pluginSettings: PluginSettingsFollower | undefined;
   /** Shares the snapshot between replicas; only its leader talks to Mattermost. */
   readonly broker: Broker;
+  /** Watches for the first moment of readiness, for the one `ready` log line. */
+  private readyWatch: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
 
   constructor(
     private config: Config,
@@ -129,6 +133,8 @@ export class Gateway {
       leader: () => this.broker.isLeader,
       clientAddress,
       authFailures,
+      providers: () => providerSockets(this.hub, this.v2),
+      providerCount: () => this.hub.size + this.v2.stream.authenticated,
     });
     this.metrics.observe({
       countsByStatus: () => this.snapshot.countsByStatus(),
@@ -329,7 +335,34 @@ export class Gateway {
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
     const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${addr.port}`;
     this.log.info({ event: "listening", host: addr.address, port: addr.port }, `gateway listening on ${url}`);
+    this.watchReady();
     return url;
+  }
+
+  /**
+   * Logs `ready` once, the first time the gateway can serve `/status`. Readiness has several
+   * sources (the first snapshot, a follower's copy from Redis, the secret read from Mattermost),
+   * none of which announces itself, so it is checked on a short timer until then.
+   */
+  private watchReady(): void {
+    const check = () => {
+      if (this.notReadyReason() !== undefined) return;
+      clearInterval(this.readyWatch);
+      const users = this.snapshot.visible().length;
+      const pageSize = this.pageSize();
+      this.log.info(
+        {
+          event: "ready",
+          users,
+          pages: Math.ceil(users / pageSize),
+          leader: this.broker.isLeader,
+          startupMs: Date.now() - this.startedAt,
+        },
+        `gateway ready: serving ${users} users`,
+      );
+    };
+    this.readyWatch = setInterval(check, 100).unref();
+    check();
   }
 
   /** Replaces the secret(s) and token without dropping sockets (SIGHUP). */
@@ -355,6 +388,7 @@ export class Gateway {
    * in-flight responses finish, and resolves within graceMs.
    */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    clearInterval(this.readyWatch);
     this.events.stop();
     this.pluginSettings?.stop();
     // Mattermost's answers are not needed any more: a hanging request must not hold the exit.
@@ -376,4 +410,10 @@ export class Gateway {
 /** PRESENCE_SECRET and PRESENCE_SECRET_PREVIOUS, those that are set. */
 function staticSecrets(config: Config): string[] {
   return [config.secret, config.secretPrevious].filter((s): s is string => s !== undefined);
+}
+
+/** Both pools' sockets, for the admin page's list of providers. */
+function* providerSockets(hub: WsHub, v2: V2Api): Iterable<ProviderSocket> {
+  yield* hub.list();
+  yield* v2.stream.list();
 }

@@ -5,7 +5,10 @@ import type { UpstreamHealth } from "../mattermost/sync.js";
 import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { VERSION } from "../version.js";
-import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS } from "./admin-page.js";
+import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS, SIGNIN_HTML, SIGNIN_JS } from "./admin-page.js";
+import { MinuteHistory } from "./admin-history.js";
+import { listProviders } from "./admin-providers.js";
+import type { ProviderSocket } from "./provider-sockets.js";
 import { constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
 import { sendJson, type HttpModule, type RequestUrl } from "./router.js";
@@ -31,6 +34,12 @@ export interface AdminDeps {
   authFailures?: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
+  /** Every open provider socket, both protocols (the page lists at most PROVIDERS_MAX). */
+  providers?: () => Iterable<ProviderSocket>;
+  /** Connected providers of both protocols (the card and the chart); default `sockets`. */
+  providerCount?: () => number;
+  /** How often the chart's provider count is sampled (default 10 s). */
+  historySampleMs?: number;
 }
 
 export interface AdminSummary {
@@ -39,7 +48,10 @@ export interface AdminSummary {
   ready: boolean;
   notReadyReason: string | null;
   leader: boolean;
+  /** Compat `/ws` sockets. */
   sockets: number;
+  /** Connected providers of both protocols (compat and API v2 stream). */
+  providers: number;
   lastSeq: number;
   pollIntervalMs: number;
   users: {
@@ -102,7 +114,8 @@ const changeJson = (c: Change) => ({
 
 /**
  * `/admin`: a small page for Mattermost admins: readiness, upstream health, counts by status,
- * connected providers, a live feed of changes (server-sent events on `/admin/events`, never on
+ * the last hour's changes and providers (a ring of one-minute buckets), the list of connected
+ * providers, a live feed of changes (server-sent events on `/admin/events`, never on
  * the compat `/ws` path, whose every message must be a status) and a lookup by email.
  *
  * Access: `Authorization: Bearer <token>` (scripts), or open `/admin?token=<token>` once: the
@@ -124,6 +137,10 @@ export function adminApi(deps: AdminDeps): AdminApi {
   const feeds = new Set<ServerResponse>();
   const recent: string[] = [];
   let timer: NodeJS.Timeout | undefined;
+  const history = new MinuteHistory(now);
+  const providerCount = deps.providerCount ?? deps.sockets;
+  const sampleProviders = () => history.sampleProviders(providerCount());
+  const sampler = setInterval(sampleProviders, deps.historySampleMs ?? 10_000).unref();
 
   const matchesToken = (got: string | undefined): boolean => {
     if (!got) return false;
@@ -186,6 +203,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
       notReadyReason: reason ?? null,
       leader: deps.leader?.() ?? true,
       sockets: deps.sockets(),
+      providers: providerCount(),
       lastSeq: deps.snapshot.lastSeq,
       pollIntervalMs: deps.pollIntervalMs(),
       users: {
@@ -218,6 +236,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   const unsubscribe = deps.snapshot.onChanges((changes) => {
+    history.addChanges(changes.length);
     // Only the newest RECENT_MAX of a burst matter to a person watching.
     const shown = changes.slice(-RECENT_MAX).map((c) => sse("change", changeJson(c), c.seq));
     recent.push(...shown);
@@ -250,10 +269,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function denied(res: ServerResponse): void {
-    const body =
-      "<!doctype html><meta charset=utf-8><title>Outlook presence gateway</title>" +
-      "<p>Open <code>/admin?token=&lt;admin token&gt;</code>: PRESENCE_ADMIN_TOKEN, or the presence " +
-      "secret when no admin token is set.</p>";
+    const body = SIGNIN_HTML;
     res.writeHead(403, {
       ...PAGE_HEADERS,
       "Content-Type": "text/html; charset=utf-8",
@@ -318,6 +334,11 @@ export function adminApi(deps: AdminDeps): AdminApi {
     sendJson(res, 404, { ...body, suggestions });
   }
 
+  function providers(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
+    if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+    sendJson(res, 200, listProviders(deps.providers?.() ?? [], url.searchParams.get("address") ?? ""));
+  }
+
   return {
     routes: [
       { path: "/admin", methods: ["GET", "HEAD"], handle: page },
@@ -337,8 +358,24 @@ export function adminApi(deps: AdminDeps): AdminApi {
         },
       },
       { path: "/admin/api/user", methods: ["GET"], handle: user },
+      { path: "/admin/api/providers", methods: ["GET"], handle: providers },
+      {
+        path: "/admin/api/history",
+        methods: ["GET"],
+        handle(req, res) {
+          if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+          sampleProviders();
+          sendJson(res, 200, history.series());
+        },
+      },
+      {
+        path: "/admin/signin.js",
+        methods: ["GET"],
+        handle: asset(SIGNIN_JS, "text/javascript; charset=utf-8"),
+      },
     ],
     close() {
+      clearInterval(sampler);
       unsubscribe();
       clearInterval(timer);
       timer = undefined;

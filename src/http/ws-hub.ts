@@ -9,6 +9,7 @@ import { encodeStatus } from "../presence/wire.js";
 import { pingPool, textFrame, writeFrames, type Pingable } from "./ws-frames.js";
 import { ResyncPacer } from "./ws-resync.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
+import type { ProviderSocket } from "./provider-sockets.js";
 
 export interface WsHubOptions {
   snapshot: PresenceSnapshot;
@@ -29,6 +30,10 @@ export interface WsHubOptions {
 /** Per socket: `received` counts client frames (providers send none); `closeReason` is unset when the peer closed. */
 interface Client extends Pingable {
   remote: string;
+  /** For the admin page's list of providers. */
+  address: string;
+  connectedAt: number;
+  sent: number;
 }
 
 /** Client frames tolerated per ping interval before the socket is closed as abusive. */
@@ -78,13 +83,30 @@ export class WsHub {
       opts.snapshot,
       opts.resyncBytesPerSecond ?? 0,
       opts.maxBufferBytes,
-      (messages, bytes) => this.telemetry.wsResync(messages, bytes),
+      (messages, bytes, ws) => {
+        this.telemetry.wsResync(messages, bytes);
+        const client = this.clients.get(ws);
+        if (client) client.sent += messages;
+      },
     );
     this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
   }
 
   get size(): number {
     return this.clients.size;
+  }
+
+  /** The open sockets, copied when asked (for the admin page). */
+  *list(): Iterable<ProviderSocket> {
+    for (const c of this.clients.values()) {
+      yield {
+        address: c.address,
+        remote: c.remote,
+        protocol: "compat",
+        connectedAt: c.connectedAt,
+        sent: c.sent,
+      };
+    }
   }
 
   start(): void {
@@ -149,7 +171,8 @@ export class WsHub {
 
   private onOpen(ws: WebSocket, req: IncomingMessage, resync: boolean): void {
     const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
-    const client: Client = { alive: true, remote, received: 0 };
+    const address = (this.opts.clientAddress ?? peerAddress)(req);
+    const client: Client = { alive: true, remote, received: 0, address, connectedAt: this.now(), sent: 0 };
     this.clients.set(ws, client);
     this.telemetry.wsConnected(this.clients.size);
     this.opts.log.info({ event: "ws_connect", remote, sockets: this.clients.size }, "provider connected");
@@ -174,7 +197,7 @@ export class WsHub {
       );
     });
     const replay = this.replay();
-    if (replay.length > 0) writeFrames(ws, replay);
+    if (replay.length > 0 && writeFrames(ws, replay)) client.sent += this.recent.size;
     if (resync) this.resync.add(ws);
   }
 
@@ -209,7 +232,10 @@ export class WsHub {
         this.closeWith(ws, client, CLOSE.tryAgainLater, "slow_consumer", "too slow");
         continue;
       }
-      if (writeFrames(ws, buf)) written++;
+      if (writeFrames(ws, buf)) {
+        written++;
+        client.sent += messages;
+      }
     }
     this.telemetry.wsBroadcast(written, messages, buf.length);
   }

@@ -61,7 +61,7 @@ export class ResyncPacer {
     private readonly snapshot: PresenceSnapshot,
     private readonly bytesPerSecond: number,
     maxBufferBytes: number,
-    private readonly onSent: (messages: number, bytes: number) => void = () => undefined,
+    private readonly onSent: (messages: number, bytes: number, ws: WebSocket) => void = () => undefined,
   ) {
     this.chunkBytes = Math.max(512, Math.min(MAX_CHUNK_BYTES, Math.floor(maxBufferBytes / 4)));
   }
@@ -134,7 +134,7 @@ export class ResyncPacer {
         writeFrames(ws, frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes))
       ) {
         budget -= bytes;
-        this.onSent(frames.length, bytes);
+        this.onSent(frames.length, bytes, ws);
       }
       if (p.next >= visible.length) this.pending.delete(ws);
     }

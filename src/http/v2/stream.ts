@@ -10,6 +10,7 @@ import type { AuthFailures } from "../auth-limit.js";
 import { V2_CLOSE } from "./protocol.js";
 import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
+import type { ProviderSocket } from "../provider-sockets.js";
 
 export interface StreamOptions {
   snapshot: PresenceSnapshot;
@@ -53,6 +54,9 @@ interface Client extends Pingable {
   slack: number;
   /** Set while the socket has not sent its auth message yet. */
   authTimer?: NodeJS.Timeout;
+  /** For the admin page's list of providers. */
+  readonly connectedAt: number;
+  sent: number;
 }
 
 /** Client messages tolerated per ping interval (a client sends a handful: auth, subscribe). */
@@ -105,6 +109,20 @@ export class V2Stream {
   /** Sockets that count in the shared connection limit. */
   get authenticated(): number {
     return this.clients.size - this.pending;
+  }
+
+  /** The authenticated sockets, copied when asked (for the admin page). */
+  *list(): Iterable<ProviderSocket> {
+    for (const c of this.clients.values()) {
+      if (!c.live) continue;
+      yield {
+        address: c.address,
+        remote: c.remote,
+        protocol: "v2",
+        connectedAt: c.connectedAt,
+        sent: c.sent,
+      };
+    }
   }
 
   /** Subscribes to the snapshot; call before the first change can happen (before sync starts). */
@@ -177,6 +195,8 @@ export class V2Stream {
       alive: true,
       received: 0,
       slack: 0,
+      connectedAt: Date.now(),
+      sent: 0,
     };
     this.clients.set(ws, client);
     this.opts.log.info(
@@ -308,13 +328,13 @@ export class V2Stream {
     const buf = Buffer.concat(frames);
     client.live = true;
     client.slack = buf.length;
-    writeFrames(client.ws, buf);
+    if (writeFrames(client.ws, buf)) client.sent += frames.length;
   }
 
   private sendSnapshot(client: Client): void {
     const frame = this.snapshotFrame(client);
     client.slack = Math.max(client.slack, frame.length);
-    writeFrames(client.ws, frame);
+    if (writeFrames(client.ws, frame)) client.sent++;
   }
 
   private snapshotFrame(client: Client): Buffer {
@@ -322,7 +342,7 @@ export class V2Stream {
   }
 
   private sendError(client: Client, code: string, message: string): void {
-    writeFrames(client.ws, textFrame(JSON.stringify({ type: "error", code, message })));
+    if (writeFrames(client.ws, textFrame(JSON.stringify({ type: "error", code, message })))) client.sent++;
   }
 
   private write(client: Client, frame: Buffer): void {
@@ -338,7 +358,7 @@ export class V2Stream {
       );
       return this.closeWith(client, V2_CLOSE.tooSlow, "slow_consumer", "too slow: reconnect with since");
     }
-    writeFrames(ws, frame);
+    if (writeFrames(ws, frame)) client.sent++;
   }
 
   /** A peer that does not read will not finish the closing handshake: cut after 1 s. */
