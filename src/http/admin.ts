@@ -335,7 +335,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function providers(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+    if (!guard(req, res, apiRefusal(res))) return;
     sendJson(res, 200, listProviders(deps.providers?.() ?? [], url.searchParams.get("address") ?? ""));
   }
 
@@ -363,7 +363,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
         path: "/admin/api/history",
         methods: ["GET"],
         handle(req, res) {
-          if (!authorized(req)) return sendError(res, "invalid_secret", "admin token required");
+          if (!guard(req, res, apiRefusal(res))) return;
           sampleProviders();
           sendJson(res, 200, history.series());
         },

@@ -15,7 +15,14 @@ const TOKEN = `admin-limiter-token-${process.pid}`;
 const SECRET = `admin-limiter-secret-${process.pid}`;
 const BURST = 3;
 
-const ROUTES = ["/admin", "/admin/api/summary", "/admin/api/user?email=a@example.com", "/admin/events"];
+const ROUTES = [
+  "/admin",
+  "/admin/api/summary",
+  "/admin/api/user?email=a@example.com",
+  "/admin/events",
+  "/admin/api/providers",
+  "/admin/api/history",
+];
 const WRONG: Record<string, (n: number) => Record<string, string>> = {
   bearer: (n) => ({ Authorization: `Bearer wrong-admin-guess-${n}` }),
   cookie: (n) => ({ Cookie: `op_admin=${Date.now()}.forged-session-${n}` }),
