@@ -146,6 +146,27 @@ test("the Helm chart's PrometheusRule carries deploy/prometheus's rules file, un
   assert.equal(readFileSync(join(CHART, "files/prometheus-rules.yaml"), "utf8"), readFileSync(RULES, "utf8"));
 });
 
+test("docker-compose.yml: two replicas over the Redis it starts, secrets as files, settings the gateway reads", () => {
+  const compose = yaml.load(readFileSync(join(ROOT, "docker-compose.yml"), "utf8")) as Doc;
+  const gw = get(compose, "services.gateway") as Doc;
+  assert.equal(get(gw, "deploy.replicas"), 2);
+  assert.ok(get(compose, "services.redis"));
+  const env = gw.environment as Record<string, string>;
+  assert.equal(env.REDIS_URL, "redis://redis:6379");
+  const known = new Set(SETTINGS.flatMap((s) => (s.kind === "secret" ? [s.env, `${s.env}_FILE`] : [s.env])));
+  for (const name of Object.keys(env)) assert.ok(known.has(name), `${name} is a gateway setting`);
+  const files: [string, string][] = [
+    ["MATTERMOST_TOKEN_FILE", "mattermost_token"],
+    ["PRESENCE_SECRET_FILE", "presence_secret"],
+  ];
+  for (const [name, secret] of files) {
+    assert.equal(env[name], `/run/secrets/${secret}`);
+    assert.ok((gw.secrets as string[]).includes(secret) && get(compose, `secrets.${secret}.file`));
+  }
+  assert.equal(gw.read_only, true);
+  assert.equal(gw.build, ".", "built from the Dockerfile");
+});
+
 const HELM = [process.env.HELM, join(homedir(), "go/bin/helm"), "/usr/local/bin/helm", "/usr/bin/helm"].find(
   (p): p is string => p !== undefined && existsSync(p),
 );
