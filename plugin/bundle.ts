@@ -31,7 +31,23 @@ export function bundle(outDir = join(root, "dist")): string {
   return tarball;
 }
 
+/** What to do with the file, for the admin who just built it. */
+export function uploadHint(tarball: string, id: string): string {
+  return [
+    `Upload ${tarball} to Mattermost:`,
+    "  System Console > Plugins > Plugin Management > Upload Plugin (needs PluginSettings.EnableUploads),",
+    "  then Enable it on the same page. Or with a system admin's token, through the API:",
+    `    curl -H "Authorization: Bearer $TOKEN" -F plugin=@${tarball} -F force=true https://chat.example.com/api/v4/plugins`,
+    `    curl -X POST -H "Authorization: Bearer $TOKEN" https://chat.example.com/api/v4/plugins/${id}/enable`,
+    "",
+  ].join("\n");
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const out = process.argv[2] ? resolve(process.argv[2]) : undefined;
-  process.stdout.write(`${bundle(out)}\n`);
+  const tarball = bundle(out);
+  // stdout stays the path alone, for scripts; the hint goes to stderr.
+  process.stdout.write(`${tarball}\n`);
+  const id = (JSON.parse(readFileSync(join(root, "plugin/plugin.json"), "utf8")) as { id: string }).id;
+  process.stderr.write(uploadHint(tarball, id));
 }

@@ -57,7 +57,9 @@ export class GatewayMetrics implements Telemetry {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     const p = METRICS_PREFIX;
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
+    // Node's default metrics keep their conventional names (process_*, nodejs_*), which the
+    // standard Node.js dashboards and alerts query; only this service's own metrics are prefixed.
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const src = (): MetricsSource | undefined => this.source;
 
     new Gauge({

@@ -121,11 +121,18 @@ describe("GET /metrics (real CLI process against the simulator)", () => {
     assert.doesNotMatch(gw.output, new RegExp(METRICS_TOKEN));
   });
 
-  test("parses as Prometheus text: process metrics, fixed leader flag, every name prefixed", async () => {
+  test("parses as Prometheus text: Node's default metrics unprefixed, the service's own prefixed, fixed leader flag", async () => {
     const s = await scrape();
-    for (const x of s) assert.match(x.name, /^outlook_presence_/);
-    assert.ok(value(s, "outlook_presence_process_cpu_user_seconds_total") >= 0);
-    assert.ok(value(s, "outlook_presence_nodejs_heap_size_used_bytes") > 0);
+    for (const x of s) assert.match(x.name, /^(outlook_presence_|process_|nodejs_)/);
+    // The names the standard Node.js dashboards and alerts query.
+    assert.ok(value(s, "process_cpu_user_seconds_total") >= 0);
+    assert.ok(value(s, "process_resident_memory_bytes") > 0);
+    assert.ok(value(s, "nodejs_heap_size_used_bytes") > 0);
+    assert.ok(value(s, "nodejs_eventloop_lag_p99_seconds") >= 0);
+    assert.ok(
+      !s.some((x) => /^outlook_presence_(process|nodejs)_/.test(x.name)),
+      "default metrics unprefixed",
+    );
     assert.equal(value(s, "outlook_presence_leader"), 1);
     assert.equal(value(s, "outlook_presence_build_info"), 1);
     assert.ok(Number.isFinite(value(s, "outlook_presence_last_successful_poll_age_seconds")));

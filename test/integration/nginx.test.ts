@@ -55,6 +55,20 @@ function getFrom(localAddress: string, url: string): Promise<number> {
 
 const noNginx = !existsSync(NGINX);
 
+test("DEPLOY.md holds the one nginx configuration: every other doc links to it", () => {
+  const root = new URL("../../../", import.meta.url);
+  const docs = ["README.md", "CHANGELOG.md", ...readdirSync(new URL("docs/", root)).map((f) => `docs/${f}`)];
+  for (const doc of docs.filter((f) => f.endsWith(".md") && f !== "docs/DEPLOY.md")) {
+    const text = readFileSync(new URL(doc, root), "utf8");
+    assert.doesNotMatch(
+      text,
+      /```nginx|proxy_pass/,
+      `${doc} repeats nginx configuration; link to DEPLOY.md instead`,
+    );
+  }
+  assert.equal(readFileSync(DEPLOY, "utf8").match(/```nginx/g)?.length, 1, "one nginx block in DEPLOY.md");
+});
+
 describe(
   "behind nginx, configured as docs/DEPLOY.md says",
   { skip: noNginx && !process.env.CI ? `${NGINX} is not installed` : false },

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { bundle } from "../../plugin/bundle.js";
 
 const PLUGIN_ID = "com.mattermost.outlook-presence";
@@ -100,6 +102,23 @@ test("the bundle: one top folder named by the id, a manifest with the old settin
         ["PerPageStatuses", "number", 100],
       ],
     );
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test("npm run plugin:bundle prints the file alone on stdout and where to upload it on stderr", async () => {
+  const out = mkdtempSync(join(tmpdir(), "op-bundle-"));
+  try {
+    const script = fileURLToPath(new URL("../../plugin/bundle.js", import.meta.url));
+    const r = await promisify(execFile)(process.execPath, [script, out]);
+    const tarball = join(out, r.stdout.trim().split("/").pop()!);
+    assert.equal(r.stdout, `${tarball}\n`);
+    assert.match(r.stderr, /System Console > Plugins > Plugin Management > Upload Plugin/);
+    assert.ok(
+      r.stderr.includes(`-F plugin=@${tarball} -F force=true https://chat.example.com/api/v4/plugins`),
+    );
+    assert.ok(r.stderr.includes(`/api/v4/plugins/${PLUGIN_ID}/enable`));
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
