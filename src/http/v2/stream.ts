@@ -5,9 +5,10 @@ import type { Logger } from "../../log.js";
 import { ChangeLog } from "../../presence/change-log.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
-import { pingPool, textFrame, writeFrames, type Pingable } from "../ws-frames.js";
+import { pingPool, setMaxPayload, textFrame, writeFrames, type Pingable } from "../ws-frames.js";
+import { addressKey } from "../auth-limit.js";
 import type { AuthFailures } from "../auth-limit.js";
-import { V2_CLOSE } from "./protocol.js";
+import { V2_CLOSE, V2_MAX_AUTH_MESSAGE_BYTES } from "./protocol.js";
 import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
 
@@ -59,14 +60,20 @@ interface Client extends Pingable {
 const MAX_CLIENT_MESSAGES_PER_ROUND = 100;
 /** Missed changes are replayed in messages of at most this many changes. */
 const CATCHUP_CHUNK = 1000;
-/** Subscriptions can be long lists of emails: up to 50,000 of them fit. */
+/** Subscriptions can be long lists of emails: up to 50,000 of them fit (once authenticated). */
 const MAX_CLIENT_MESSAGE_BYTES = 4 * 1024 * 1024;
 /**
  * Sockets still waiting for their auth message, at most. They are not counted in the shared
  * connection limit (so sockets that never authenticate cannot lock desktops out), and each may
- * send one message of up to 4 MiB before the secret is checked: this bounds both.
+ * send one message of up to V2_MAX_AUTH_MESSAGE_BYTES before the secret is checked: with the
+ * cap below, at most 16 MiB of unauthenticated input, and 32 addresses to fill it.
  */
-export const MAX_PENDING_AUTH = 32;
+export const MAX_PENDING_AUTH = 256;
+/**
+ * Of those, from one address (as the auth-failure limit keys it: IPv6 by /64): one address held
+ * all 32 of the former total, reopening them every 5 s, and every browser client got 503.
+ */
+export const MAX_PENDING_AUTH_PER_ADDRESS = 8;
 
 /**
  * The /api/v2/stream pool. One snapshot change batch becomes one `changes` message: framed once
@@ -79,12 +86,15 @@ export class V2Stream {
   readonly changeLog: ChangeLog;
   private readonly wss = new WebSocketServer({
     noServer: true,
-    maxPayload: MAX_CLIENT_MESSAGE_BYTES,
+    // Raised to MAX_CLIENT_MESSAGE_BYTES once the socket has authenticated (setMaxPayload).
+    maxPayload: V2_MAX_AUTH_MESSAGE_BYTES,
     perMessageDeflate: false, // frames are pre-built and written raw (see writeFrames)
     clientTracking: false,
   });
   private readonly clients = new Map<WebSocket, Client>();
   private pending = 0;
+  /** Sockets waiting for their auth message, by addressKey. */
+  private readonly pendingByAddress = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
 
@@ -100,6 +110,18 @@ export class V2Stream {
   /** Sockets still waiting for their auth message (at most MAX_PENDING_AUTH). */
   get pendingAuth(): number {
     return this.pending;
+  }
+
+  /**
+   * Whether one more socket from `address` may wait for its auth message: under
+   * MAX_PENDING_AUTH in total and MAX_PENDING_AUTH_PER_ADDRESS from that address.
+   */
+  mayWaitForAuth(address: string): "ok" | "total" | "address" {
+    if (this.pending >= MAX_PENDING_AUTH) return "total";
+    if ((this.pendingByAddress.get(addressKey(address)) ?? 0) >= MAX_PENDING_AUTH_PER_ADDRESS) {
+      return "address";
+    }
+    return "ok";
   }
 
   /** Sockets that count in the shared connection limit. */
@@ -206,6 +228,8 @@ export class V2Stream {
       this.goLive(client);
     } else {
       this.pending++;
+      const key = addressKey(address);
+      this.pendingByAddress.set(key, (this.pendingByAddress.get(key) ?? 0) + 1);
       client.authTimer = setTimeout(
         () => this.closeWith(client, V2_CLOSE.unauthorized, "auth_timeout", "no auth message in time"),
         this.opts.authTimeoutMs ?? 5000,
@@ -274,14 +298,18 @@ export class V2Stream {
     }
   }
 
-  /** Catch-up (exactly the missed changes, or a snapshot), then `ready`, then live batches. */
   private endAuthWait(client: Client): void {
     if (client.authTimer === undefined) return;
     clearTimeout(client.authTimer);
     client.authTimer = undefined;
     this.pending--;
+    const key = addressKey(client.address);
+    const n = (this.pendingByAddress.get(key) ?? 1) - 1;
+    if (n > 0) this.pendingByAddress.set(key, n);
+    else this.pendingByAddress.delete(key);
   }
 
+  /** Catch-up (exactly the missed changes, or a snapshot), then `ready`, then live batches. */
   private goLive(client: Client): void {
     const { snapshot } = this.opts;
     const seq = snapshot.lastSeq;
@@ -307,6 +335,7 @@ export class V2Stream {
     frames.push(textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
     const buf = Buffer.concat(frames);
     client.live = true;
+    setMaxPayload(client.ws, MAX_CLIENT_MESSAGE_BYTES);
     client.slack = buf.length;
     writeFrames(client.ws, buf);
   }
