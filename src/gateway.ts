@@ -18,6 +18,7 @@ import { compatApi } from "./http/compat.js";
 import { healthApi } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
+import { UnsentBytes } from "./http/unsent-bytes.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
 import { GatewayMetrics, composeTelemetry, logTelemetry, metricsApi } from "./metrics/index.js";
@@ -33,6 +34,8 @@ export class Gateway {
   readonly client: MattermostClient;
   readonly sync: PresenceSync;
   readonly hub: WsHub;
+  /** The unsent-bytes cap every write on every WebSocket (both pools) goes through. */
+  readonly unsent: UnsentBytes;
   /** API v2: /api/v2/presence, /api/v2/stream (resumable), /api/v2/openapi.json. */
   readonly v2: V2Api;
   readonly server: Server;
@@ -102,6 +105,12 @@ export class Gateway {
       log,
       clientAddress,
     );
+    this.unsent = new UnsentBytes({
+      perSocket: config.wsMaxBufferBytes,
+      total: config.maxBufferedTotalBytes,
+      log,
+      telemetry,
+    });
     this.hub = new WsHub({
       snapshot: this.snapshot,
       log,
@@ -112,6 +121,7 @@ export class Gateway {
       resyncBytesPerSecond: config.resyncBytesPerSecond,
       telemetry,
       clientAddress,
+      unsent: this.unsent,
     });
     this.admin = adminApi({
       snapshot: this.snapshot,
@@ -131,6 +141,7 @@ export class Gateway {
       directoryUsers: () => this.snapshot.size,
       sockets: () => this.hub.size,
       v2Sockets: () => this.v2.stream.size,
+      unsentBytes: () => this.unsent.unsent(),
       health: () => this.sync.health,
       ready: () => this.notReadyReason() === undefined,
       lastSeq: () => this.snapshot.lastSeq,
@@ -143,6 +154,7 @@ export class Gateway {
       notReadyReason: () => this.notReadyReason(),
       retainedChanges: config.v2RetainedChanges,
       maxBufferBytes: config.wsMaxBufferBytes,
+      unsent: this.unsent,
       pingIntervalMs: config.wsPingIntervalMs,
       otherSockets: () => this.hub.size,
       maxConnections: config.maxConnections,
@@ -263,6 +275,7 @@ export class Gateway {
     // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
     this.hub.start();
     this.v2.stream.start();
+    this.unsent.start();
     // Before listening: an unreachable Redis is a startup error, with no port left bound.
     this.broker.onHint((id) => this.sync.hintUser(id));
     this.broker.onPluginSettings((shared) => this.pluginSettings?.adopt(shared));
@@ -271,6 +284,7 @@ export class Gateway {
     } catch (err) {
       this.hub.close();
       this.v2.stream.close();
+      this.unsent.stop();
       throw err;
     }
     try {
@@ -287,6 +301,7 @@ export class Gateway {
       await this.broker.stop();
       this.hub.close();
       this.v2.stream.close();
+      this.unsent.stop();
       throw err;
     }
     const addr = this.server.address() as AddressInfo;
@@ -326,6 +341,7 @@ export class Gateway {
     const syncStopped = this.sync.stop().then(() => this.broker.stop());
     this.hub.close();
     this.v2.stream.close();
+    this.unsent.stop();
     this.admin.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();

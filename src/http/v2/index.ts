@@ -6,6 +6,7 @@ import { refuseUpgrade, type HttpModule } from "../router.js";
 import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
 import { V2Stream } from "./stream.js";
+import type { UnsentBytes } from "../unsent-bytes.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, type ClientAddress } from "../client-address.js";
 import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
@@ -22,6 +23,8 @@ export interface V2Deps {
   /** PRESENCE_V2_RETAINED_CHANGES */
   retainedChanges: number;
   maxBufferBytes: number;
+  /** The unsent-bytes cap shared with the compat pool. */
+  unsent?: UnsentBytes;
   pingIntervalMs: number;
   /** Sockets open elsewhere (the compat pool): they share PRESENCE_MAX_CONNECTIONS. */
   otherSockets: () => number;
@@ -53,6 +56,7 @@ export function presenceApiV2(deps: V2Deps): V2Api {
     secrets: deps.secrets,
     retainedChanges: deps.retainedChanges,
     maxBufferBytes: deps.maxBufferBytes,
+    unsent: deps.unsent,
     pingIntervalMs: deps.pingIntervalMs,
     authTimeoutMs: deps.authTimeoutMs,
     clientAddress: deps.clientAddress,

@@ -5,7 +5,8 @@ import type { Logger } from "../../log.js";
 import { ChangeLog } from "../../presence/change-log.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
-import { pingPool, setMaxPayload, textFrame, writeFrames, type Pingable } from "../ws-frames.js";
+import { pingPool, setMaxPayload, textFrame, type Pingable } from "../ws-frames.js";
+import { UnsentBytes } from "../unsent-bytes.js";
 import { addressKey } from "../auth-limit.js";
 import type { AuthFailures } from "../auth-limit.js";
 import { V2_CLOSE, V2_MAX_AUTH_MESSAGE_BYTES } from "./protocol.js";
@@ -21,6 +22,8 @@ export interface StreamOptions {
   retainedChanges: number;
   /** A socket with more unsent bytes than this (beyond its catch-up) is closed with 1013. */
   maxBufferBytes: number;
+  /** The unsent-bytes cap shared with the other pool; default: one of its own, per socket only. */
+  unsent?: UnsentBytes;
   pingIntervalMs: number;
   /** How long a socket without an Authorization header has to send its auth message. */
   authTimeoutMs?: number;
@@ -50,8 +53,6 @@ interface Client extends Pingable {
   live: boolean;
   since: number | undefined;
   filter: UserFilter | undefined;
-  /** Bytes of catch-up allowed over the cap until the socket first drains below it. */
-  slack: number;
   /** Set while the socket has not sent its auth message yet. */
   authTimer?: NodeJS.Timeout;
 }
@@ -97,9 +98,13 @@ export class V2Stream {
   private readonly pendingByAddress = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
+  private readonly unsent: UnsentBytes;
 
   constructor(private readonly opts: StreamOptions) {
     this.changeLog = new ChangeLog(opts.retainedChanges);
+    this.unsent =
+      opts.unsent ??
+      new UnsentBytes({ perSocket: opts.maxBufferBytes, total: Number.MAX_SAFE_INTEGER, log: opts.log });
   }
 
   /** Open sockets, authenticated or not (the metric). */
@@ -135,6 +140,7 @@ export class V2Stream {
       this.broadcast(changes, meta?.resync === true),
     );
     this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
+    if (!this.opts.unsent) this.unsent.start();
   }
 
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, start: StreamStart): void {
@@ -146,6 +152,7 @@ export class V2Stream {
     this.unsubscribe?.();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (!this.opts.unsent) this.unsent.stop();
     for (const [ws, client] of this.clients) {
       client.closeReason = "shutdown";
       clearTimeout(client.authTimer);
@@ -198,9 +205,11 @@ export class V2Stream {
       filter: start.filter,
       alive: true,
       received: 0,
-      slack: 0,
     };
     this.clients.set(ws, client);
+    this.unsent.add(client, "v2", (reason) =>
+      this.closeWith(client, V2_CLOSE.tooSlow, reason, "too slow: reconnect with since"),
+    );
     this.opts.log.info(
       { event: "v2_connect", remote, since: start.since, sockets: this.clients.size },
       "v2 stream client connected",
@@ -213,6 +222,7 @@ export class V2Stream {
     ws.on("close", (code) => {
       this.endAuthWait(client);
       this.clients.delete(ws);
+      this.unsent.delete(client);
       this.opts.log.info(
         {
           event: "v2_disconnect",
@@ -333,17 +343,14 @@ export class V2Stream {
       frames.push(this.snapshotFrame(client));
     }
     frames.push(textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
-    const buf = Buffer.concat(frames);
     client.live = true;
     setMaxPayload(client.ws, MAX_CLIENT_MESSAGE_BYTES);
-    client.slack = buf.length;
-    writeFrames(client.ws, buf);
+    this.unsent.write(client, Buffer.concat(frames), true);
   }
 
+  /** A subscription's snapshot: a catch-up, refused (and the socket closed) over an undrained one. */
   private sendSnapshot(client: Client): void {
-    const frame = this.snapshotFrame(client);
-    client.slack = Math.max(client.slack, frame.length);
-    writeFrames(client.ws, frame);
+    this.unsent.write(client, this.snapshotFrame(client), true);
   }
 
   private snapshotFrame(client: Client): Buffer {
@@ -351,23 +358,11 @@ export class V2Stream {
   }
 
   private sendError(client: Client, code: string, message: string): void {
-    writeFrames(client.ws, textFrame(JSON.stringify({ type: "error", code, message })));
+    this.unsent.write(client, textFrame(JSON.stringify({ type: "error", code, message })));
   }
 
   private write(client: Client, frame: Buffer): void {
-    const { ws } = client;
-    if (ws.readyState !== ws.OPEN || client.closeReason) return;
-    const buffered = ws.bufferedAmount;
-    if (buffered <= this.opts.maxBufferBytes) client.slack = 0;
-    // Checked before writing, so one large batch never closes a healthy socket.
-    else if (buffered > this.opts.maxBufferBytes + client.slack) {
-      this.opts.log.warn(
-        { event: "v2_slow_consumer", remote: client.remote, buffered },
-        "closing a v2 stream socket that does not read",
-      );
-      return this.closeWith(client, V2_CLOSE.tooSlow, "slow_consumer", "too slow: reconnect with since");
-    }
-    writeFrames(ws, frame);
+    this.unsent.write(client, frame);
   }
 
   /** A peer that does not read will not finish the closing handshake: cut after 1 s. */
