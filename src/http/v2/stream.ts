@@ -99,6 +99,8 @@ export class V2Stream {
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
   private readonly unsent: UnsentBytes;
+  /** The unfiltered `snapshot` frame of one snapshot version (see snapshotFrame). */
+  private sharedSnapshot: { version: number; frame: Buffer } | undefined;
 
   constructor(private readonly opts: StreamOptions) {
     this.changeLog = new ChangeLog(opts.retainedChanges);
@@ -329,7 +331,8 @@ export class V2Stream {
       missed = this.changeLog.since(client.since);
     }
     const frames: Buffer[] = [];
-    if (missed) {
+    if (!missed) frames.push(this.snapshotFrame(client));
+    else {
       for (let i = 0; i < missed.length; i += CATCHUP_CHUNK) {
         const part = missed.slice(i, i + CATCHUP_CHUNK);
         const items = part.filter((c) => !client.filter || matches(client.filter, c.userId, c.email));
@@ -339,13 +342,14 @@ export class V2Stream {
           textFrame(`{"type":"changes","seq":${last},"changes":[${items.map(changeJson).join(",")}]}`),
         );
       }
-    } else {
-      frames.push(this.snapshotFrame(client));
     }
-    frames.push(textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
     client.live = true;
     setMaxPayload(client.ws, MAX_CLIENT_MESSAGE_BYTES);
-    this.unsent.write(client, Buffer.concat(frames), true);
+    // The snapshot is written on its own, not copied into one buffer with `ready`: unfiltered, it
+    // is the same frame for every socket (see snapshotFrame).
+    const catchUp = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
+    if (catchUp.length > 0 && !this.unsent.write(client, catchUp, true)) return;
+    this.unsent.write(client, textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
   }
 
   /** A subscription's snapshot: a catch-up, refused (and the socket closed) over an undrained one. */
@@ -353,8 +357,21 @@ export class V2Stream {
     this.unsent.write(client, this.snapshotFrame(client), true);
   }
 
+  /**
+   * A `snapshot` message for the socket's people. The unfiltered one is framed once per snapshot
+   * version and the same bytes are queued on every socket that needs it: built per socket, 200
+   * sockets connecting at once to a 30,000-user directory allocated 2.7 GB of copies (RSS 998 MB).
+   */
   private snapshotFrame(client: Client): Buffer {
-    return textFrame(this.opts.view.body(client.filter, '"type":"snapshot",').json);
+    const { view } = this.opts;
+    if (client.filter) return textFrame(view.body(client.filter, '"type":"snapshot",').json);
+    if (this.sharedSnapshot?.version !== view.version) {
+      this.sharedSnapshot = {
+        version: view.version,
+        frame: textFrame(view.body(undefined, '"type":"snapshot",').json),
+      };
+    }
+    return this.sharedSnapshot.frame;
   }
 
   private sendError(client: Client, code: string, message: string): void {
