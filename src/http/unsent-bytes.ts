@@ -31,6 +31,15 @@ interface Entry {
   slack: number;
   /** When the catch-up must have drained below the cap (while slack > 0). */
   deadline: number;
+  /** The catch-up, when it is one frame queued on many sockets (counted once in the total). */
+  shared: Buffer | undefined;
+}
+
+/** One socket's part of the total: its unsent bytes less a shared catch-up it may still hold. */
+interface Holding {
+  socket: BudgetedSocket;
+  entry: Entry;
+  own: number;
 }
 
 export interface UnsentBytesOptions {
@@ -70,12 +79,16 @@ const LOW_WATER = 0.9;
  * read took RSS from 179 MB to 1.44 GB, each holding its first snapshot until the ping timeout).
  * The running total is exact after each sweep (every second, and whenever the bytes written
  * since could have crossed the total); over it, the sockets holding the most are closed
- * (`unsent_total`) until the rest hold at most 90% of it, with one log line.
+ * (`unsent_total`) until the rest hold at most 90% of it, with one log line. The total counts
+ * memory: a catch-up written as the same Buffer to many sockets (the v2 snapshot) is queued by
+ * reference, so it counts once, however many sockets hold it.
  */
 export class UnsentBytes {
   private readonly sockets = new Map<BudgetedSocket, Entry>();
   /** Exact at the last sweep plus every byte written since: never below the truth. */
   private estimate = 0;
+  /** Shared catch-ups already in `estimate`. */
+  private sharedCounted = new Set<Buffer>();
   private timer: NodeJS.Timeout | undefined;
   private readonly telemetry: Telemetry;
   private readonly now: () => number;
@@ -105,7 +118,7 @@ export class UnsentBytes {
 
   /** `close` ends the socket the pool's way (1013 and its reason), setting its closeReason. */
   add(socket: BudgetedSocket, protocol: SocketProtocol, close: (reason: UnsentCloseReason) => void): void {
-    this.sockets.set(socket, { protocol, close, slack: 0, deadline: 0 });
+    this.sockets.set(socket, { protocol, close, slack: 0, deadline: 0, shared: undefined });
   }
 
   delete(socket: BudgetedSocket): void {
@@ -114,71 +127,108 @@ export class UnsentBytes {
 
   /**
    * Writes `frames` to the socket unless that would break a cap (then the socket is closed, and
-   * false returned). `catchUp`: a message allowed over the per-socket cap once (see the class).
+   * false returned). `catchUp`: a message allowed over the per-socket cap once (see the class);
+   * `shared`: the same Buffer is written to other sockets too (it is counted once in the total).
    */
-  write(socket: BudgetedSocket, frames: Buffer, catchUp = false): boolean {
+  write(socket: BudgetedSocket, frames: Buffer, catchUp = false, shared = false): boolean {
     const { ws } = socket;
     const entry = this.sockets.get(socket);
     if (!entry || socket.closeReason || ws.readyState !== ws.OPEN) return false;
     const buffered = ws.bufferedAmount;
-    if (buffered <= this.opts.perSocket) entry.slack = 0;
-    else if (catchUp || buffered > this.opts.perSocket + entry.slack) {
+    if (buffered <= this.opts.perSocket) {
+      entry.slack = 0;
+      entry.shared = undefined;
+    } else if (catchUp || buffered > this.opts.perSocket + entry.slack) {
       this.closeSocket(socket, entry, "slow_consumer", buffered);
       return false;
     }
     if (!writeFrames(ws, frames)) return false;
     if (catchUp) {
       entry.slack = frames.length;
+      entry.shared = shared ? frames : undefined;
       entry.deadline = this.now() + this.graceMs + Math.ceil((frames.length / 1048576) * this.msPerMiB);
     }
-    this.estimate += frames.length;
+    if (!shared) this.estimate += frames.length;
+    else if (!this.sharedCounted.has(frames)) {
+      this.sharedCounted.add(frames);
+      this.estimate += frames.length;
+    }
     if (this.estimate > this.opts.total) this.sweep();
     return true;
   }
 
-  /** Unsent bytes by protocol, exact now (the gauge). */
+  /** Unsent bytes by protocol, exact now (the gauge; a shared catch-up counts once). */
   unsent(): Record<SocketProtocol, number> {
     const by: Record<SocketProtocol, number> = { compat: 0, v2: 0 };
+    const shared = new Map<Buffer, SocketProtocol>();
     for (const [socket, entry] of this.sockets) {
-      if (!socket.closeReason) by[entry.protocol] += socket.ws.bufferedAmount;
+      if (socket.closeReason) continue;
+      by[entry.protocol] += this.own(socket, entry);
+      if (entry.shared) shared.set(entry.shared, entry.protocol);
     }
+    for (const [buf, protocol] of shared) by[protocol] += buf.length;
     return by;
+  }
+
+  /** What a socket holds beyond a shared catch-up (all of which it may still hold). */
+  private own(socket: BudgetedSocket, entry: Entry): number {
+    const buffered = socket.ws.bufferedAmount;
+    return entry.shared ? Math.max(0, buffered - entry.shared.length) : buffered;
   }
 
   /** Exact totals; closes sockets past their catch-up deadline, then the largest when over the total. */
   sweep(): void {
     const now = this.now();
     let total = 0;
-    const held: [BudgetedSocket, Entry, number][] = [];
+    const held: Holding[] = [];
+    /** Shared catch-ups still queued, and on how many sockets. */
+    const holders = new Map<Buffer, number>();
     for (const [socket, entry] of this.sockets) {
       if (socket.closeReason) continue;
       const buffered = socket.ws.bufferedAmount;
       if (entry.slack > 0) {
-        if (buffered <= this.opts.perSocket) entry.slack = 0;
-        else if (now > entry.deadline) {
+        if (buffered <= this.opts.perSocket) {
+          entry.slack = 0;
+          entry.shared = undefined;
+        } else if (now > entry.deadline) {
           this.closeSocket(socket, entry, "slow_catch_up", buffered);
           continue;
         }
       }
-      total += buffered;
-      if (buffered > 0) held.push([socket, entry, buffered]);
+      const own = this.own(socket, entry);
+      total += own;
+      if (entry.shared) holders.set(entry.shared, (holders.get(entry.shared) ?? 0) + 1);
+      if (own > 0 || entry.shared) held.push({ socket, entry, own });
     }
-    if (total > this.opts.total) total = this.shed(held, total);
+    for (const buf of holders.keys()) total += buf.length;
+    if (total > this.opts.total) total = this.shed(held, holders, total);
     this.estimate = total;
+    this.sharedCounted = new Set(holders.keys());
   }
 
-  /** Closes the largest holders until the rest hold at most LOW_WATER of the total; returns what is left. */
-  private shed(held: [BudgetedSocket, Entry, number][], total: number): number {
+  /**
+   * Closes the largest holders until the rest hold at most LOW_WATER of the total (a shared
+   * catch-up is freed with its last holder); returns what is left.
+   */
+  private shed(held: Holding[], holders: Map<Buffer, number>, total: number): number {
     const before = total;
     const closed: Record<SocketProtocol, number> = { compat: 0, v2: 0 };
-    held.sort((a, b) => b[2] - a[2]);
-    for (const [socket, entry, buffered] of held) {
+    held.sort((a, b) => b.own - a.own);
+    for (const { socket, entry, own } of held) {
       if (total <= this.opts.total * LOW_WATER) break;
       entry.close("unsent_total");
       this.sockets.delete(socket);
       this.telemetry.unsentClosed(entry.protocol, "unsent_total");
       closed[entry.protocol]++;
-      total -= buffered;
+      total -= own;
+      if (entry.shared) {
+        const left = (holders.get(entry.shared) ?? 1) - 1;
+        holders.set(entry.shared, left);
+        if (left === 0) {
+          holders.delete(entry.shared);
+          total -= entry.shared.length;
+        }
+      }
     }
     this.opts.log.warn(
       {

@@ -348,13 +348,14 @@ export class V2Stream {
     // The snapshot is written on its own, not copied into one buffer with `ready`: unfiltered, it
     // is the same frame for every socket (see snapshotFrame).
     const catchUp = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
-    if (catchUp.length > 0 && !this.unsent.write(client, catchUp, true)) return;
+    const shared = !missed && !client.filter;
+    if (catchUp.length > 0 && !this.unsent.write(client, catchUp, true, shared)) return;
     this.unsent.write(client, textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
   }
 
   /** A subscription's snapshot: a catch-up, refused (and the socket closed) over an undrained one. */
   private sendSnapshot(client: Client): void {
-    this.unsent.write(client, this.snapshotFrame(client), true);
+    this.unsent.write(client, this.snapshotFrame(client), true, !client.filter);
   }
 
   /**
