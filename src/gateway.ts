@@ -18,6 +18,7 @@ import { compatApi } from "./http/compat.js";
 import { NOT_READY_MESSAGES, healthApi, type NotReady } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
+import { UnsentBytes } from "./http/unsent-bytes.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
 import type { ProviderSocket } from "./http/provider-sockets.js";
@@ -34,6 +35,8 @@ export class Gateway {
   readonly client: MattermostClient;
   readonly sync: PresenceSync;
   readonly hub: WsHub;
+  /** The unsent-bytes cap every write on every WebSocket (both pools) goes through. */
+  readonly unsent: UnsentBytes;
   /** API v2: /api/v2/presence, /api/v2/stream (resumable), /api/v2/openapi.json. */
   readonly v2: V2Api;
   readonly server: Server;
@@ -107,6 +110,12 @@ export class Gateway {
       log,
       clientAddress,
     );
+    this.unsent = new UnsentBytes({
+      perSocket: config.wsMaxBufferBytes,
+      total: config.maxBufferedTotalBytes,
+      log,
+      telemetry,
+    });
     this.hub = new WsHub({
       snapshot: this.snapshot,
       log,
@@ -117,6 +126,7 @@ export class Gateway {
       resyncBytesPerSecond: config.resyncBytesPerSecond,
       telemetry,
       clientAddress,
+      unsent: this.unsent,
     });
     this.admin = adminApi({
       snapshot: this.snapshot,
@@ -141,6 +151,7 @@ export class Gateway {
       directoryUsers: () => this.snapshot.size,
       sockets: () => this.hub.size,
       v2Sockets: () => this.v2.stream.size,
+      unsentBytes: () => this.unsent.unsent(),
       health: () => this.sync.health,
       ready: () => this.notReadyReason() === undefined,
       lastSeq: () => this.snapshot.lastSeq,
@@ -153,6 +164,7 @@ export class Gateway {
       notReadyReason: () => this.notReadyReason(),
       retainedChanges: config.v2RetainedChanges,
       maxBufferBytes: config.wsMaxBufferBytes,
+      unsent: this.unsent,
       pingIntervalMs: config.wsPingIntervalMs,
       otherSockets: () => this.hub.size,
       maxConnections: config.maxConnections,
@@ -305,6 +317,7 @@ export class Gateway {
     // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
     this.hub.start();
     this.v2.stream.start();
+    this.unsent.start();
     // Before listening: an unreachable Redis is a startup error, with no port left bound.
     this.broker.onHint((id) => this.sync.hintUser(id));
     this.broker.onPluginSettings((shared) => this.pluginSettings?.adopt(shared));
@@ -313,6 +326,7 @@ export class Gateway {
     } catch (err) {
       this.hub.close();
       this.v2.stream.close();
+      this.unsent.stop();
       throw err;
     }
     try {
@@ -329,6 +343,7 @@ export class Gateway {
       await this.broker.stop();
       this.hub.close();
       this.v2.stream.close();
+      this.unsent.stop();
       throw err;
     }
     const addr = this.server.address() as AddressInfo;
@@ -396,6 +411,7 @@ export class Gateway {
     const syncStopped = this.sync.stop().then(() => this.broker.stop());
     this.hub.close();
     this.v2.stream.close();
+    this.unsent.stop();
     this.admin.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();

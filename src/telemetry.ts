@@ -11,6 +11,11 @@ export interface Telemetry {
   wsResync(messages: number, bytes: number): void;
   /** reason: client, slow_consumer, dead_peer, abuse, shutdown, ... */
   wsClosed(reason: string, sockets: number): void;
+  /**
+   * A socket closed by the unsent-bytes cap (also reported to wsClosed for compat sockets).
+   * protocol: compat, v2; reason: slow_consumer, slow_catch_up, unsent_total.
+   */
+  unsentClosed(protocol: string, reason: string): void;
   /** An upgrade refused before the handshake: invalid_secret, not_ready, too_many_connections, ... */
   wsRefused(code: string): void;
   httpRequest(route: string, status: number): void;
@@ -26,6 +31,7 @@ export const NO_TELEMETRY: Telemetry = {
   wsConnected: () => undefined,
   wsResync: () => undefined,
   wsClosed: () => undefined,
+  unsentClosed: () => undefined,
   wsRefused: () => undefined,
   httpRequest: () => undefined,
   upstreamRequest: () => undefined,

@@ -26,6 +26,7 @@ import type {
   ServerMessage,
   SnapshotMessage,
 } from "../http/v2/protocol.js";
+import { V2_MAX_AUTH_MESSAGE_BYTES } from "../http/v2/protocol.js";
 
 export type {
   ChangeJson,
@@ -128,6 +129,12 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
   private retryTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private live = false;
+  /**
+   * Set while a subscription too long for the auth message is being set up: the empty catch-up
+   * and its `ready` are not the view asked for; the subscription's snapshot is, and it is
+   * followed by the `ready` held back (`held`).
+   */
+  private split: { held?: ReadyMessage } | undefined;
 
   constructor(private readonly opts: PresenceClientOptions) {
     super();
@@ -234,6 +241,7 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     const query = filterQuery(this.filter);
     const inAuthMessage = query.length > MAX_QUERY_CHARS;
     url.search = inAuthMessage ? params.toString() : [params.toString(), query].filter(Boolean).join("&");
+    this.split = undefined;
     const ws = new WebSocket(url, {
       headers: inAuthMessage ? {} : { Authorization: `Bearer ${this.opts.secret}` },
       handshakeTimeout: 10_000,
@@ -242,14 +250,17 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     this.ws = ws;
     ws.on("open", () => {
       if (inAuthMessage) {
-        ws.send(
-          JSON.stringify({
-            type: "auth",
-            secret: this.opts.secret,
-            emails: this.filter?.emails ?? [],
-            user_ids: this.filter?.userIds ?? [],
-          }),
-        );
+        const emails = this.filter?.emails ?? [];
+        const userIds = this.filter?.userIds ?? [];
+        const auth = JSON.stringify({ type: "auth", secret: this.opts.secret, emails, user_ids: userIds });
+        if (Buffer.byteLength(auth) <= V2_MAX_AUTH_MESSAGE_BYTES) ws.send(auth);
+        else {
+          // Too long to send before authenticating: authenticate covering nobody (an empty
+          // snapshot), then subscribe, which is answered by the snapshot of the people asked for.
+          ws.send(JSON.stringify({ type: "auth", secret: this.opts.secret, emails: [], user_ids: [] }));
+          ws.send(JSON.stringify({ type: "subscribe", emails, user_ids: userIds }));
+          this.split = {};
+        }
       }
       this.touch(ws);
       this.emit("open");
@@ -292,6 +303,18 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
   }
 
   private handle(msg: ServerMessage): void {
+    const split = this.split;
+    if (split !== undefined) {
+      if (msg.type === "ready") split.held = msg;
+      // The subscription's answer: its snapshot, or an error (then live with the empty view).
+      if (split.held && (msg.type === "snapshot" || msg.type === "error")) {
+        this.split = undefined;
+        this.handle(msg);
+        const seq = msg.type === "snapshot" ? msg.seq : split.held.seq;
+        this.handle({ type: "ready", seq, resumed: false });
+      }
+      return;
+    }
     switch (msg.type) {
       case "snapshot":
         this.users.clear();

@@ -37,6 +37,8 @@ export interface Config {
   requestTimeoutMs: number;
   backoffMaxMs: number;
   wsMaxBufferBytes: number;
+  /** Unsent bytes of all sockets together (both pools); over it the largest holders are closed. */
+  maxBufferedTotalBytes: number;
   maxConnections: number;
   wsPingIntervalMs: number;
   shutdownGraceMs: number;
@@ -150,6 +152,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_REQUEST_TIMEOUT_MS: "requestTimeoutMs",
   PRESENCE_BACKOFF_MAX_MS: "backoffMaxMs",
   PRESENCE_WS_MAX_BUFFER_BYTES: "wsMaxBufferBytes",
+  PRESENCE_MAX_BUFFERED_TOTAL_BYTES: "maxBufferedTotalBytes",
   PRESENCE_MAX_CONNECTIONS: "maxConnections",
   PRESENCE_WS_PING_INTERVAL_MS: "wsPingIntervalMs",
   PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",

@@ -171,6 +171,14 @@ export const SETTINGS = [
     help: "a socket with more unsent bytes than this is closed (1013); the provider reconnects",
   },
   {
+    env: "PRESENCE_MAX_BUFFERED_TOTAL_BYTES",
+    kind: "int",
+    default: "268435456",
+    min: 1024,
+    max: 68_719_476_736,
+    help: "unsent bytes of all WebSockets together; over it, the sockets holding the most are closed (1013) until the rest hold 90%",
+  },
+  {
     env: "PRESENCE_MAX_CONNECTIONS",
     kind: "int",
     default: "50000",

@@ -55,11 +55,35 @@ function acceptedDigests(accepted: readonly string[]): Buffer[] {
 const MAX_DECODE_ROUNDS = 8;
 
 /**
- * True when `got` (already decoded once from the query string) is one of the accepted secrets,
- * possibly after more rounds of URL-decoding, as the old plugin accepted.
+ * A presented value longer than this (or than three times the longest accepted secret, for a
+ * secret that long) is refused without being hashed or decoded. Secrets are a few dozen
+ * characters (`outlook-presence secret` makes 43; Mattermost's generator 32), and a provider
+ * encodes one at most a couple of times more than needed, which never grows a URL-safe secret.
+ * Unbounded, 32 pre-auth v2 messages of 4 MiB of nested `%25` escapes held the event loop 53.6 s,
+ * and a 15 KB `?secret=` cost 4.5 ms per request even when the answer was 429.
  */
-export function secretMatches(accepted: readonly string[], got: string | null | undefined): boolean {
+export const MAX_PRESENTED_SECRET_CHARS = 1024;
+
+/** The longest value worth decoding against `accepted` (see MAX_PRESENTED_SECRET_CHARS). */
+export function presentedSecretLimit(accepted: readonly string[]): number {
+  let longest = 0;
+  for (const s of accepted) longest = Math.max(longest, s.length);
+  return Math.max(MAX_PRESENTED_SECRET_CHARS, 3 * longest);
+}
+
+/**
+ * True when `got` (already decoded once from the query string) is one of the accepted secrets,
+ * possibly after more rounds of URL-decoding, as the old plugin accepted. The work is bounded:
+ * at most MAX_DECODE_ROUNDS decodes and one digest more, over at most presentedSecretLimit
+ * characters (decoding never lengthens a value). `decode` is a seam for tests.
+ */
+export function secretMatches(
+  accepted: readonly string[],
+  got: string | null | undefined,
+  decode: (s: string) => string | null = goQueryUnescape,
+): boolean {
   if (got === null || got === undefined) return false;
+  if (got.length > presentedSecretLimit(accepted)) return false;
   const wanted = acceptedDigests(accepted);
   let candidate: string = got;
   for (let round = 0; round <= MAX_DECODE_ROUNDS; round++) {
@@ -67,7 +91,8 @@ export function secretMatches(accepted: readonly string[], got: string | null | 
     let ok = false;
     for (const w of wanted) ok = timingSafeEqual(d, w) || ok; // no early exit
     if (ok) return true;
-    const next = goQueryUnescape(candidate);
+    if (round === MAX_DECODE_ROUNDS) return false;
+    const next = decode(candidate);
     if (next === null) return false;
     if (next === candidate) return false;
     candidate = next;

@@ -34,6 +34,18 @@ export function writeFrames(ws: WebSocket, frames: Buffer): boolean {
   return true;
 }
 
+/**
+ * Changes the largest message `ws` accepts from this socket from now on (a bigger one closes it
+ * with 1009 as soon as its frame header arrives, before the payload is buffered). `ws` takes
+ * maxPayload only per server, and a v2 socket may send 4 MiB once authenticated but only a small
+ * auth message before; the receiver checks its `_maxPayload` on every frame, so raising it
+ * after authentication applies to the next message.
+ */
+export function setMaxPayload(ws: WebSocket, bytes: number): void {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload: number } })._receiver;
+  if (receiver) receiver._maxPayload = bytes;
+}
+
 /** RFC 6455 ping: FIN + opcode 9, no payload, unmasked (server to client). */
 const PING_FRAME = Buffer.from([0x89, 0x00]);
 

@@ -6,7 +6,8 @@ import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
-import { pingPool, textFrame, writeFrames, type Pingable } from "./ws-frames.js";
+import { pingPool, textFrame, type Pingable } from "./ws-frames.js";
+import { UnsentBytes } from "./unsent-bytes.js";
 import { ResyncPacer } from "./ws-resync.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
 import type { ProviderSocket } from "./provider-sockets.js";
@@ -25,14 +26,17 @@ export interface WsHubOptions {
   now?: () => number;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
+  /** The unsent-bytes cap shared with the other pool; default: one of its own, per socket only. */
+  unsent?: UnsentBytes;
 }
 
 /** Per socket: `received` counts client frames (providers send none); `closeReason` is unset when the peer closed. */
 interface Client extends Pingable {
-  remote: string;
+  readonly ws: WebSocket;
+  readonly remote: string;
   /** For the admin page's list of providers. */
-  address: string;
-  connectedAt: number;
+  readonly address: string;
+  readonly connectedAt: number;
   sent: number;
 }
 
@@ -54,7 +58,8 @@ export const CLOSE = { goingAway: 1001, policy: 1008, tryAgainLater: 1013 } as c
  * - Resync: a socket whose provider did not just page `/status` (a reconnect) is then sent every
  *   user's status, paced across all sockets (ResyncPacer), so what changed while it was away
  *   is repaired.
- * - Memory: a socket holding more than maxBufferBytes unsent is closed with 1013.
+ * - Memory: every write goes through UnsentBytes: a socket holding more than maxBufferBytes
+ *   unsent is closed with 1013, as are the largest holders when all sockets together hold too much.
  */
 export class WsHub {
   private readonly wss = new WebSocketServer({
@@ -75,10 +80,19 @@ export class WsHub {
   private unsubscribe: (() => void) | undefined;
   private readonly telemetry: Telemetry;
   private readonly resync: ResyncPacer;
+  private readonly unsent: UnsentBytes;
 
   constructor(private readonly opts: WsHubOptions) {
     this.now = opts.now ?? Date.now;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
+    this.unsent =
+      opts.unsent ??
+      new UnsentBytes({
+        perSocket: opts.maxBufferBytes,
+        total: Number.MAX_SAFE_INTEGER,
+        log: opts.log,
+        telemetry: this.telemetry,
+      });
     this.resync = new ResyncPacer(
       opts.snapshot,
       opts.resyncBytesPerSecond ?? 0,
@@ -87,6 +101,10 @@ export class WsHub {
         this.telemetry.wsResync(messages, bytes);
         const client = this.clients.get(ws);
         if (client) client.sent += messages;
+      },
+      (ws, frames) => {
+        const client = this.clients.get(ws);
+        return client !== undefined && this.unsent.write(client, frames);
       },
     );
     this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
@@ -113,6 +131,7 @@ export class WsHub {
     this.unsubscribe = this.opts.snapshot.onChanges((c) => this.broadcast(c));
     this.timers.push(setInterval(() => this.keepalive(), this.opts.keepaliveMs).unref());
     this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
+    if (!this.opts.unsent) this.unsent.start();
   }
 
   /**
@@ -158,6 +177,7 @@ export class WsHub {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.resync.stop();
+    if (!this.opts.unsent) this.unsent.stop();
     for (const [ws, client] of this.clients) {
       client.closeReason = "shutdown";
       ws.close(code, reason);
@@ -172,8 +192,19 @@ export class WsHub {
   private onOpen(ws: WebSocket, req: IncomingMessage, resync: boolean): void {
     const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
     const address = (this.opts.clientAddress ?? peerAddress)(req);
-    const client: Client = { alive: true, remote, received: 0, address, connectedAt: this.now(), sent: 0 };
+    const client: Client = {
+      ws,
+      alive: true,
+      remote,
+      received: 0,
+      address,
+      connectedAt: this.now(),
+      sent: 0,
+    };
     this.clients.set(ws, client);
+    this.unsent.add(client, "compat", (reason) =>
+      this.closeWith(ws, client, CLOSE.tryAgainLater, reason, "too slow"),
+    );
     this.telemetry.wsConnected(this.clients.size);
     this.opts.log.info({ event: "ws_connect", remote, sockets: this.clients.size }, "provider connected");
     ws.on("pong", () => (client.alive = true));
@@ -188,6 +219,7 @@ export class WsHub {
     );
     ws.on("close", (code) => {
       this.clients.delete(ws);
+      this.unsent.delete(client);
       this.resync.delete(ws);
       const reason = client.closeReason ?? "client";
       this.telemetry.wsClosed(reason, this.clients.size);
@@ -197,7 +229,7 @@ export class WsHub {
       );
     });
     const replay = this.replay();
-    if (replay.length > 0 && writeFrames(ws, replay)) client.sent += this.recent.size;
+    if (replay.length > 0 && this.unsent.write(client, replay)) client.sent += this.recent.size;
     if (resync) this.resync.add(ws);
   }
 
@@ -221,18 +253,8 @@ export class WsHub {
 
   private writeAll(buf: Buffer, messages: number): void {
     let written = 0;
-    for (const [ws, client] of this.clients) {
-      if (ws.readyState !== ws.OPEN) continue;
-      // Checked before writing, so one large burst never closes a healthy socket.
-      if (ws.bufferedAmount > this.opts.maxBufferBytes) {
-        this.opts.log.warn(
-          { event: "ws_slow_consumer", remote: client.remote, buffered: ws.bufferedAmount },
-          "closing a socket that does not read",
-        );
-        this.closeWith(ws, client, CLOSE.tryAgainLater, "slow_consumer", "too slow");
-        continue;
-      }
-      if (writeFrames(ws, buf)) {
+    for (const client of this.clients.values()) {
+      if (this.unsent.write(client, buf)) {
         written++;
         client.sent += messages;
       }

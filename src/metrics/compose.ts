@@ -11,6 +11,7 @@ export function composeTelemetry(...all: Telemetry[]): Telemetry {
     wsConnected: (s) => ts.forEach((t) => t.wsConnected(s)),
     wsResync: (m, b) => ts.forEach((t) => t.wsResync(m, b)),
     wsClosed: (r, s) => ts.forEach((t) => t.wsClosed(r, s)),
+    unsentClosed: (p, r) => ts.forEach((t) => t.unsentClosed(p, r)),
     wsRefused: (c) => ts.forEach((t) => t.wsRefused(c)),
     httpRequest: (r, s) => ts.forEach((t) => t.httpRequest(r, s)),
     upstreamRequest: (e, s, ms) => ts.forEach((t) => t.upstreamRequest(e, s, ms)),

@@ -16,6 +16,8 @@ export interface MetricsSource {
   sockets(): number;
   /** Open /api/v2/stream WebSockets (they share PRESENCE_MAX_CONNECTIONS with the compat ones). */
   v2Sockets?(): number;
+  /** Bytes written to sockets and not yet sent, by protocol (compat, v2). */
+  unsentBytes?(): Record<string, number>;
   health(): Readonly<UpstreamHealth>;
   ready(): boolean;
   /** Sequence number of the last status change (with Redis, the leader's numbering). */
@@ -46,6 +48,7 @@ export class GatewayMetrics implements Telemetry {
   private readonly wsResyncMessages: Counter;
   private readonly wsClosedBy: Counter<"reason">;
   private readonly wsRefusedBy: Counter<"code">;
+  private readonly unsentClosedBy: Counter<"protocol" | "reason">;
   private readonly http: Counter<"route" | "code">;
   private readonly upstream: Counter<"endpoint" | "code">;
   private readonly upstreamSeconds: Histogram<"endpoint">;
@@ -101,6 +104,22 @@ export class GatewayMetrics implements Telemetry {
       collect() {
         this.set(src()?.v2Sockets?.() ?? 0);
       },
+    });
+    new Gauge({
+      name: `${p}unsent_bytes`,
+      help: "Bytes written to WebSockets and not yet sent, by protocol (compat, v2); all together are capped by PRESENCE_MAX_BUFFERED_TOTAL_BYTES",
+      labelNames: ["protocol"],
+      registers,
+      collect() {
+        const by = src()?.unsentBytes?.() ?? {};
+        for (const protocol of ["compat", "v2"]) this.set({ protocol }, by[protocol] ?? 0);
+      },
+    });
+    this.unsentClosedBy = new Counter({
+      name: `${p}unsent_closes_total`,
+      help: "WebSockets closed for unsent bytes, by protocol (compat, v2) and reason (slow_consumer, slow_catch_up, unsent_total)",
+      labelNames: ["protocol", "reason"],
+      registers,
     });
     this.wsOpened = new Counter({
       name: `${p}ws_connections_opened_total`,
@@ -294,6 +313,10 @@ export class GatewayMetrics implements Telemetry {
 
   wsClosed(reason: string): void {
     this.wsClosedBy.inc({ reason });
+  }
+
+  unsentClosed(protocol: string, reason: string): void {
+    this.unsentClosedBy.inc({ protocol, reason });
   }
 
   wsRefused(code: string): void {

@@ -18,7 +18,7 @@ import {
 } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 import { StreamConn } from "../helpers/v2-stream.js";
-import { MAX_PENDING_AUTH } from "../../src/http/v2/stream.js";
+import { MAX_PENDING_AUTH, MAX_PENDING_AUTH_PER_ADDRESS } from "../../src/http/v2/stream.js";
 
 const TOKEN = `tok-${process.pid}-faults-down`;
 const SECRET = `secret-${process.pid}-faults-down`;
@@ -176,7 +176,12 @@ describe("downstream faults", () => {
   });
 
   test("v2 sockets that never authenticate cannot take the desktops' connections; their number is capped", async (t) => {
-    const { gw } = await setup(t, { PRESENCE_MAX_CONNECTIONS: "2" });
+    // Behind a trusted proxy (loopback), so that the waiting sockets come from many addresses:
+    // one address may hold only MAX_PENDING_AUTH_PER_ADDRESS of them (test/security).
+    const { gw } = await setup(t, {
+      PRESENCE_MAX_CONNECTIONS: "2",
+      PRESENCE_TRUSTED_PROXIES: "127.0.0.1,::1",
+    });
     const v2Url = `${gw.url.replace("http", "ws")}/api/v2/stream`;
     const openRaw = (headers: Record<string, string> = {}) => {
       const ws = new WebSocket(v2Url, { headers });
@@ -190,9 +195,16 @@ describe("downstream faults", () => {
         ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
       });
     // Sockets waiting for their auth message (no header): up to the cap, none counted as a desktop.
-    const pending = Array.from({ length: MAX_PENDING_AUTH }, () => openRaw());
+    const from = (i: number) => ({
+      "X-Forwarded-For": `10.9.${Math.floor(i / MAX_PENDING_AUTH_PER_ADDRESS)}.1`,
+    });
+    const pending = Array.from({ length: MAX_PENDING_AUTH }, (_, i) => openRaw(from(i)));
     assert.deepEqual(new Set(await Promise.all(pending.map(opened))), new Set([101]));
-    assert.equal(await opened(openRaw()), 503, "one more waiting socket is refused");
+    assert.equal(
+      await opened(openRaw({ "X-Forwarded-For": "10.10.0.1" })),
+      503,
+      "one more waiting socket is refused",
+    );
     // The desktops still get their two connections.
     const desktops = [attempt(gw.url), attempt(gw.url)];
     t.after(() => desktops.forEach((a) => a.ws.terminate()));

@@ -5,9 +5,10 @@ import { sendError, type ErrorCode } from "../errors.js";
 import { refuseUpgrade, type HttpModule } from "../router.js";
 import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
-import { MAX_PENDING_AUTH, V2Stream } from "./stream.js";
+import { V2Stream } from "./stream.js";
+import type { UnsentBytes } from "../unsent-bytes.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
-import type { ClientAddress } from "../client-address.js";
+import { peerAddress, type ClientAddress } from "../client-address.js";
 import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
 
 export { V2Stream } from "./stream.js";
@@ -22,6 +23,8 @@ export interface V2Deps {
   /** PRESENCE_V2_RETAINED_CHANGES */
   retainedChanges: number;
   maxBufferBytes: number;
+  /** The unsent-bytes cap shared with the compat pool. */
+  unsent?: UnsentBytes;
   pingIntervalMs: number;
   /** Sockets open elsewhere (the compat pool): they share PRESENCE_MAX_CONNECTIONS. */
   otherSockets: () => number;
@@ -53,6 +56,7 @@ export function presenceApiV2(deps: V2Deps): V2Api {
     secrets: deps.secrets,
     retainedChanges: deps.retainedChanges,
     maxBufferBytes: deps.maxBufferBytes,
+    unsent: deps.unsent,
     pingIntervalMs: deps.pingIntervalMs,
     authTimeoutMs: deps.authTimeoutMs,
     clientAddress: deps.clientAddress,
@@ -109,10 +113,14 @@ export function presenceApiV2(deps: V2Deps): V2Api {
           }
           const notReady = deps.notReadyReason();
           if (notReady !== undefined) return refuse("not_ready", notReady);
-          if (!authorized && stream.pendingAuth >= MAX_PENDING_AUTH) {
+          const address = (deps.clientAddress ?? peerAddress)(req);
+          const waiting = authorized ? "ok" : stream.mayWaitForAuth(address);
+          if (waiting !== "ok") {
             deps.log.warn(
-              { event: "v2_refused", pending: stream.pendingAuth },
-              "too many sockets waiting to authenticate",
+              { event: "v2_refused", remote: address, pending: stream.pendingAuth, over: waiting },
+              waiting === "total"
+                ? "too many sockets waiting to authenticate"
+                : "too many sockets from one address waiting to authenticate",
             );
             return refuse("too_many_connections", "too many sockets waiting to authenticate; retry later");
           }

@@ -1,0 +1,268 @@
+import type { WebSocket } from "ws";
+import type { Logger } from "../log.js";
+import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
+import { writeFrames } from "./ws-frames.js";
+
+/** Which pool a socket is in: the compat `/ws` or `/api/v2/stream`. */
+export type SocketProtocol = "compat" | "v2";
+
+/**
+ * Why the budget closed a socket (its close reason, in the disconnect log line and the metric):
+ * - `slow_consumer`: more unsent than PRESENCE_WS_MAX_BUFFER_BYTES (beyond a catch-up), or a new
+ *   catch-up asked for while the last one has not drained below the cap;
+ * - `slow_catch_up`: a catch-up (a v2 snapshot) not drained below the cap by its deadline;
+ * - `unsent_total`: among the sockets holding the most unsent bytes when all sockets together held
+ *   more than PRESENCE_MAX_BUFFERED_TOTAL_BYTES.
+ */
+export type UnsentCloseReason = "slow_consumer" | "slow_catch_up" | "unsent_total";
+
+/** What the budget keeps of a socket; the pool owns the object and closes the socket. */
+export interface BudgetedSocket {
+  readonly ws: WebSocket;
+  readonly remote: string;
+  /** Set once the pool (or the budget) closes the socket: it is not written to nor counted. */
+  closeReason?: string;
+}
+
+interface Entry {
+  readonly protocol: SocketProtocol;
+  readonly close: (reason: UnsentCloseReason) => void;
+  /** Bytes of catch-up allowed over the per-socket cap until the socket first drains below it. */
+  slack: number;
+  /** When the catch-up must have drained below the cap (while slack > 0). */
+  deadline: number;
+  /** The catch-up, when it is one frame queued on many sockets (counted once in the total). */
+  shared: Buffer | undefined;
+}
+
+/** One socket's part of the total: its unsent bytes less a shared catch-up it may still hold. */
+interface Holding {
+  socket: BudgetedSocket;
+  entry: Entry;
+  own: number;
+}
+
+export interface UnsentBytesOptions {
+  /** PRESENCE_WS_MAX_BUFFER_BYTES: unsent bytes one socket may hold (beyond a catch-up). */
+  perSocket: number;
+  /** PRESENCE_MAX_BUFFERED_TOTAL_BYTES: unsent bytes all sockets together may hold. */
+  total: number;
+  log: Logger;
+  telemetry?: Telemetry;
+  now?: () => number;
+  /** A catch-up has this long to drain below the cap, plus catchUpMsPerMiB per MiB of it. */
+  catchUpGraceMs?: number;
+  catchUpMsPerMiB?: number;
+}
+
+/** How often every socket is looked at: exact totals, catch-up deadlines. */
+const SWEEP_MS = 1000;
+/**
+ * Over the total, the largest holders are closed until all together hold at most this share of
+ * it: the headroom means the next full sweep is at least a tenth of the total's writes away.
+ */
+const LOW_WATER = 0.9;
+
+/**
+ * The one cap on unsent bytes, per socket and in total, that every write on every WebSocket goes
+ * through (compat `/ws` and `/api/v2/stream` alike). Frames are written raw under `ws`
+ * (writeFrames), so what a socket has not sent is its `bufferedAmount`.
+ *
+ * Per socket: a write is refused, and the socket closed (`slow_consumer`), when the socket already
+ * holds more than `perSocket` unsent (checked before writing, so one large batch never closes a
+ * healthy socket). A catch-up (a v2 snapshot or missed changes) may go over the cap once: it must
+ * drain below it within catchUpGraceMs plus catchUpMsPerMiB per MiB (`slow_catch_up`), and a
+ * socket still holding more than the cap is not given another (a v2 socket that never read and
+ * asked for 100 snapshots with `unsubscribe` took RSS from 222 MB to 814 MB).
+ *
+ * In total: all sockets together hold at most `total` (200 authenticated v2 sockets that never
+ * read took RSS from 179 MB to 1.44 GB, each holding its first snapshot until the ping timeout).
+ * The running total is exact after each sweep (every second, and whenever the bytes written
+ * since could have crossed the total); over it, the sockets holding the most are closed
+ * (`unsent_total`) until the rest hold at most 90% of it, with one log line. The total counts
+ * memory: a catch-up written as the same Buffer to many sockets (the v2 snapshot) is queued by
+ * reference, so it counts once, however many sockets hold it.
+ */
+export class UnsentBytes {
+  private readonly sockets = new Map<BudgetedSocket, Entry>();
+  /** Exact at the last sweep plus every byte written since: never below the truth. */
+  private estimate = 0;
+  /** Shared catch-ups already in `estimate`. */
+  private sharedCounted = new Set<Buffer>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly telemetry: Telemetry;
+  private readonly now: () => number;
+  private readonly graceMs: number;
+  private readonly msPerMiB: number;
+
+  constructor(private readonly opts: UnsentBytesOptions) {
+    this.telemetry = opts.telemetry ?? NO_TELEMETRY;
+    this.now = opts.now ?? Date.now;
+    this.graceMs = opts.catchUpGraceMs ?? 10_000;
+    this.msPerMiB = opts.catchUpMsPerMiB ?? 4000;
+  }
+
+  get perSocket(): number {
+    return this.opts.perSocket;
+  }
+
+  /** Sweeps every second until stop(); without it, only writes trigger sweeps. */
+  start(): void {
+    this.timer ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** `close` ends the socket the pool's way (1013 and its reason), setting its closeReason. */
+  add(socket: BudgetedSocket, protocol: SocketProtocol, close: (reason: UnsentCloseReason) => void): void {
+    this.sockets.set(socket, { protocol, close, slack: 0, deadline: 0, shared: undefined });
+  }
+
+  delete(socket: BudgetedSocket): void {
+    this.sockets.delete(socket);
+  }
+
+  /**
+   * Writes `frames` to the socket unless that would break a cap (then the socket is closed, and
+   * false returned). `catchUp`: a message allowed over the per-socket cap once (see the class);
+   * `shared`: the same Buffer is written to other sockets too (it is counted once in the total).
+   */
+  write(socket: BudgetedSocket, frames: Buffer, catchUp = false, shared = false): boolean {
+    const { ws } = socket;
+    const entry = this.sockets.get(socket);
+    if (!entry || socket.closeReason || ws.readyState !== ws.OPEN) return false;
+    const buffered = ws.bufferedAmount;
+    if (buffered <= this.opts.perSocket) {
+      entry.slack = 0;
+      entry.shared = undefined;
+    } else if (catchUp || buffered > this.opts.perSocket + entry.slack) {
+      this.closeSocket(socket, entry, "slow_consumer", buffered);
+      return false;
+    }
+    if (!writeFrames(ws, frames)) return false;
+    if (catchUp) {
+      entry.slack = frames.length;
+      entry.shared = shared ? frames : undefined;
+      entry.deadline = this.now() + this.graceMs + Math.ceil((frames.length / 1048576) * this.msPerMiB);
+    }
+    if (!shared) this.estimate += frames.length;
+    else if (!this.sharedCounted.has(frames)) {
+      this.sharedCounted.add(frames);
+      this.estimate += frames.length;
+    }
+    if (this.estimate > this.opts.total) this.sweep();
+    return true;
+  }
+
+  /** Unsent bytes by protocol, exact now (the gauge; a shared catch-up counts once). */
+  unsent(): Record<SocketProtocol, number> {
+    const by: Record<SocketProtocol, number> = { compat: 0, v2: 0 };
+    const shared = new Map<Buffer, SocketProtocol>();
+    for (const [socket, entry] of this.sockets) {
+      if (socket.closeReason) continue;
+      by[entry.protocol] += this.own(socket, entry);
+      if (entry.shared) shared.set(entry.shared, entry.protocol);
+    }
+    for (const [buf, protocol] of shared) by[protocol] += buf.length;
+    return by;
+  }
+
+  /** What a socket holds beyond a shared catch-up (all of which it may still hold). */
+  private own(socket: BudgetedSocket, entry: Entry): number {
+    const buffered = socket.ws.bufferedAmount;
+    return entry.shared ? Math.max(0, buffered - entry.shared.length) : buffered;
+  }
+
+  /** Exact totals; closes sockets past their catch-up deadline, then the largest when over the total. */
+  sweep(): void {
+    const now = this.now();
+    let total = 0;
+    const held: Holding[] = [];
+    /** Shared catch-ups still queued, and on how many sockets. */
+    const holders = new Map<Buffer, number>();
+    for (const [socket, entry] of this.sockets) {
+      if (socket.closeReason) continue;
+      const buffered = socket.ws.bufferedAmount;
+      if (entry.slack > 0) {
+        if (buffered <= this.opts.perSocket) {
+          entry.slack = 0;
+          entry.shared = undefined;
+        } else if (now > entry.deadline) {
+          this.closeSocket(socket, entry, "slow_catch_up", buffered);
+          continue;
+        }
+      }
+      const own = this.own(socket, entry);
+      total += own;
+      if (entry.shared) holders.set(entry.shared, (holders.get(entry.shared) ?? 0) + 1);
+      if (own > 0 || entry.shared) held.push({ socket, entry, own });
+    }
+    for (const buf of holders.keys()) total += buf.length;
+    if (total > this.opts.total) total = this.shed(held, holders, total);
+    this.estimate = total;
+    this.sharedCounted = new Set(holders.keys());
+  }
+
+  /**
+   * Closes the largest holders until the rest hold at most LOW_WATER of the total (a shared
+   * catch-up is freed with its last holder); returns what is left.
+   */
+  private shed(held: Holding[], holders: Map<Buffer, number>, total: number): number {
+    const before = total;
+    const closed: Record<SocketProtocol, number> = { compat: 0, v2: 0 };
+    held.sort((a, b) => b.own - a.own);
+    for (const { socket, entry, own } of held) {
+      if (total <= this.opts.total * LOW_WATER) break;
+      entry.close("unsent_total");
+      this.sockets.delete(socket);
+      this.telemetry.unsentClosed(entry.protocol, "unsent_total");
+      closed[entry.protocol]++;
+      total -= own;
+      if (entry.shared) {
+        const left = (holders.get(entry.shared) ?? 1) - 1;
+        holders.set(entry.shared, left);
+        if (left === 0) {
+          holders.delete(entry.shared);
+          total -= entry.shared.length;
+        }
+      }
+    }
+    this.opts.log.warn(
+      {
+        event: "unsent_total_exceeded",
+        unsent: before,
+        limit: this.opts.total,
+        closedCompat: closed.compat,
+        closedV2: closed.v2,
+        left: total,
+      },
+      "sockets together held more unsent bytes than PRESENCE_MAX_BUFFERED_TOTAL_BYTES: closed the largest holders",
+    );
+    return total;
+  }
+
+  private closeSocket(
+    socket: BudgetedSocket,
+    entry: Entry,
+    reason: UnsentCloseReason,
+    buffered: number,
+  ): void {
+    this.opts.log.warn(
+      {
+        event: entry.protocol === "compat" ? "ws_slow_consumer" : "v2_slow_consumer",
+        remote: socket.remote,
+        reason,
+        buffered,
+      },
+      reason === "slow_catch_up"
+        ? "closing a socket that did not take its catch-up in time"
+        : "closing a socket that does not read",
+    );
+    entry.close(reason);
+    this.sockets.delete(socket);
+    this.telemetry.unsentClosed(entry.protocol, reason);
+  }
+}
