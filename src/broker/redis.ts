@@ -7,7 +7,10 @@ import type { ProviderStatus } from "../presence/status.js";
 import { BrokerError, type Broker } from "./types.js";
 
 export interface RedisBrokerOptions {
-  url: string;
+  /** One Redis named directly; or `sentinels` and `sentinelName`, which name the current master. */
+  url?: string;
+  sentinels?: { host: string; port: number }[];
+  sentinelName?: string;
   /** Key prefix, so several deployments (or tests) can share one Redis. */
   prefix: string;
   leaderTtlMs: number;
@@ -30,6 +33,11 @@ return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[3], 'd', ARGV[4]
 const FENCED_SET = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('NOTLEADER') end
 return redis.call('SET', KEYS[2], ARGV[2])`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+// The highest seq any replica has seen, so a leader elected after a failover numbers past
+// batches that reached replicas but not the promoted Redis (replication is asynchronous).
+const SEEN_MAX = `local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -55,7 +63,16 @@ export class RedisBroker implements Broker {
   /** When our lease surely ends if we cannot renew it (a paused process must not keep polling). */
   private leaseValidUntil = 0;
   private readonly id = randomUUID();
-  private readonly keys: { leader: string; state: string; changes: string; hints: string; settings: string };
+  private readonly keys: {
+    leader: string;
+    state: string;
+    changes: string;
+    hints: string;
+    settings: string;
+    seen: string;
+  };
+  /** No lease is taken before this: a lease granted by the Redis we lost may still be running. */
+  private holdUntil = 0;
   private settingsListener: (s: SharedPluginSettings) => void = () => undefined;
   private lastSettings = "";
   private cmd!: Redis;
@@ -83,6 +100,7 @@ export class RedisBroker implements Broker {
       changes: `${p}:changes`,
       hints: `${p}:hints`,
       settings: `${p}:settings`,
+      seen: `${p}:seen`,
     };
   }
 
@@ -93,13 +111,24 @@ export class RedisBroker implements Broker {
   async start(snapshot: PresenceSnapshot, onLeadership: (leader: boolean) => void): Promise<void> {
     this.snapshot = snapshot;
     this.onLeadership = onLeadership;
+    const common = {
+      lazyConnect: true,
+      maxRetriesPerRequest: 1, // fail fast while Redis is away; the loops retry
+      retryStrategy: (n: number) => Math.min(100 * n, 2000),
+    };
+    const { sentinels, sentinelName } = this.opts;
     const conn = (name: string) =>
-      new Redis(this.opts.url, {
-        lazyConnect: true,
-        connectionName: `outlook-presence-${name}`,
-        maxRetriesPerRequest: 1, // fail fast while Redis is away; the loops retry
-        retryStrategy: (n) => Math.min(100 * n, 2000),
-      });
+      sentinels
+        ? new Redis({
+            ...common,
+            connectionName: `outlook-presence-${name}`,
+            sentinels,
+            name: sentinelName,
+            // Sentinel's +switch-master moves us at once, also off an old master that is only cut off.
+            failoverDetector: true,
+            sentinelRetryStrategy: (n: number) => Math.min(100 * n, 2000),
+          })
+        : new Redis(this.opts.url!, { ...common, connectionName: `outlook-presence-${name}` });
     this.cmd = conn("cmd");
     this.reader = conn("reader");
     this.sub = conn("sub");
@@ -108,8 +137,9 @@ export class RedisBroker implements Broker {
       await Promise.all([this.cmd.connect(), this.reader.connect(), this.sub.connect()]);
     } catch (err) {
       this.disconnect();
+      const where = sentinels ? "through REDIS_SENTINELS" : "at REDIS_URL";
       throw new BrokerError(
-        `cannot reach Redis at REDIS_URL (${this.lastError ?? (err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
+        `cannot reach Redis ${where} (${this.lastError ?? (err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
       );
     }
     await this.sub.subscribe(this.keys.hints);
@@ -119,6 +149,12 @@ export class RedisBroker implements Broker {
     this.cmd.on("ready", () => {
       // Redis came back (maybe empty, it keeps nothing on disk here): republish our state.
       this.needState = true;
+      // It may be another Redis (a promoted replica) that lacks the lease some replica holds
+      // from the old one: wait until that lease has surely ended before taking one.
+      this.holdUntil = Date.now() + this.opts.leaderTtlMs;
+      this.cmd
+        .eval(SEEN_MAX, 1, this.keys.seen, String(this.snapshot.lastSeq))
+        .catch((err: Error) => this.noteError(err));
     });
     this.unsubscribe = snapshot.onChanges((changes, meta) => {
       if (this.leading) this.publish(changes, meta);
@@ -205,6 +241,7 @@ export class RedisBroker implements Broker {
         if (this.needState) this.writeState();
         return;
       }
+      if (Date.now() < this.holdUntil) return;
       const took = await this.cmd.set(this.keys.leader, this.id, "PX", this.opts.leaderTtlMs, "NX");
       if (took !== "OK") await this.readPluginSettings();
       if (took === "OK") {
@@ -221,6 +258,7 @@ export class RedisBroker implements Broker {
     this.following = false;
     // Take over from exactly where the previous leader stopped.
     await this.catchUp();
+    await this.numberPastSeen();
     this.leading = true;
     this.needState = true;
     this.writeState();
@@ -229,6 +267,28 @@ export class RedisBroker implements Broker {
       "this replica now polls Mattermost",
     );
     this.onLeadership(true);
+  }
+
+  /**
+   * A replica saw a higher seq than this Redis holds: the old leader's last batches were lost
+   * in a failover. Numbering on from here would give other changes the numbers those replicas
+   * (and their API v2 clients) already have, so jump past them: followers reload, clients resync.
+   */
+  private async numberPastSeen(): Promise<void> {
+    try {
+      const seen = Number((await this.cmd.get(this.keys.seen)) ?? 0);
+      if (!this.snapshot.ready || !(seen > this.snapshot.lastSeq)) return;
+      this.opts.log.warn(
+        { event: "leader_renumbered", seq: this.snapshot.lastSeq, seen },
+        "replicas saw changes this Redis lost (a failover): numbering restarts past them",
+      );
+      // seen + 1, not seen: a follower holding the lost batch up to `seen` must find a gap at our
+      // next batch and reload, rather than apply it on top of statuses we never had.
+      this.snapshot.replaceState({ ...this.snapshot.exportState(), seq: seen + 1 });
+      this.lastId = `${seen + 1}-0`;
+    } catch (err) {
+      this.noteError(err as Error);
+    }
   }
 
   private stepDown(reason: string): void {
