@@ -83,6 +83,7 @@ export class RedisBroker implements Broker {
   private hintListener: (userId: string) => void = () => undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private connected = false;
   private following = false;
   /** Last stream id this replica has (applied, or published as leader). */
   private lastId = "0-0";
@@ -126,7 +127,8 @@ export class RedisBroker implements Broker {
             name: sentinelName,
             // Sentinel's +switch-master moves us at once, also off an old master that is only cut off.
             failoverDetector: true,
-            sentinelRetryStrategy: (n: number) => Math.min(100 * n, 2000),
+            // At start no sentinel is a startup error, as an unreachable REDIS_URL is; later, retry.
+            sentinelRetryStrategy: (n: number) => (this.connected ? Math.min(100 * n, 2000) : null),
           })
         : new Redis(this.opts.url!, { ...common, connectionName: `outlook-presence-${name}` });
     this.cmd = conn("cmd");
@@ -135,6 +137,7 @@ export class RedisBroker implements Broker {
     for (const c of [this.cmd, this.reader, this.sub]) c.on("error", (err: Error) => this.noteError(err));
     try {
       await Promise.all([this.cmd.connect(), this.reader.connect(), this.sub.connect()]);
+      this.connected = true;
     } catch (err) {
       this.disconnect();
       const where = sentinels ? "through REDIS_SENTINELS" : "at REDIS_URL";
@@ -216,7 +219,8 @@ export class RedisBroker implements Broker {
   }
 
   private noteError(err: Error): void {
-    if (err.message === this.lastError) return;
+    // ioredis puts the growing retry delay in Sentinel's message: one line per kind of problem.
+    if (err.message.replace(/\d+/g, "#") === this.lastError?.replace(/\d+/g, "#")) return;
     this.lastError = err.message;
     this.opts.log.warn({ event: "redis_error", err: err.message }, "Redis connection problem; retrying");
   }
@@ -277,14 +281,14 @@ export class RedisBroker implements Broker {
   private async numberPastSeen(): Promise<void> {
     try {
       const seen = Number((await this.cmd.get(this.keys.seen)) ?? 0);
-      if (!this.snapshot.ready || !(seen > this.snapshot.lastSeq)) return;
+      if (!(seen > this.snapshot.lastSeq)) return;
       this.opts.log.warn(
         { event: "leader_renumbered", seq: this.snapshot.lastSeq, seen },
         "replicas saw changes this Redis lost (a failover): numbering restarts past them",
       );
       // seen + 1, not seen: a follower holding the lost batch up to `seen` must find a gap at our
       // next batch and reload, rather than apply it on top of statuses we never had.
-      this.snapshot.replaceState({ ...this.snapshot.exportState(), seq: seen + 1 });
+      this.snapshot.advanceSeq(seen + 1);
       this.lastId = `${seen + 1}-0`;
     } catch (err) {
       this.noteError(err as Error);
