@@ -210,6 +210,8 @@ export class Gateway {
       const err = this.pluginSettings.lastError;
       return `the secret has not been read from Mattermost yet${err ? `: ${err}` : ""}`;
     }
+    const cutOff = this.broker.problem();
+    if (cutOff) return cutOff;
     if (!this.snapshot.ready) {
       if (!this.broker.isLeader) return "waiting for the leader's snapshot in Redis";
       const err = this.sync.health.lastError;

@@ -82,8 +82,11 @@ export class RedisBroker implements Broker {
   private onLeadership: (leader: boolean) => void = () => undefined;
   private hintListener: (userId: string) => void = () => undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private connected = false;
+  /** When Redis last answered a lease round or a stream read. */
+  private lastContact = 0;
   private following = false;
   /** Last stream id this replica has (applied, or published as leader). */
   private lastId = "0-0";
@@ -112,16 +115,21 @@ export class RedisBroker implements Broker {
   async start(snapshot: PresenceSnapshot, onLeadership: (leader: boolean) => void): Promise<void> {
     this.snapshot = snapshot;
     this.onLeadership = onLeadership;
+    // A partition drops packets without closing the socket: without a timeout a command waits
+    // for TCP to give up (minutes). Destroying the socket makes ioredis reconnect afresh.
+    const socketTimeout = Math.max(1000, Math.floor(this.opts.leaderTtlMs / 3));
     const common = {
       lazyConnect: true,
       maxRetriesPerRequest: 1, // fail fast while Redis is away; the loops retry
       retryStrategy: (n: number) => Math.min(100 * n, 2000),
+      connectTimeout: Math.max(2000, socketTimeout),
     };
     const { sentinels, sentinelName } = this.opts;
-    const conn = (name: string) =>
+    const conn = (name: string, timeout = socketTimeout) =>
       sentinels
         ? new Redis({
             ...common,
+            socketTimeout: timeout,
             connectionName: `outlook-presence-${name}`,
             sentinels,
             name: sentinelName,
@@ -130,14 +138,19 @@ export class RedisBroker implements Broker {
             // At start no sentinel is a startup error, as an unreachable REDIS_URL is; later, retry.
             sentinelRetryStrategy: (n: number) => (this.connected ? Math.min(100 * n, 2000) : null),
           })
-        : new Redis(this.opts.url!, { ...common, connectionName: `outlook-presence-${name}` });
+        : new Redis(this.opts.url!, {
+            ...common,
+            socketTimeout: timeout,
+            connectionName: `outlook-presence-${name}`,
+          });
     this.cmd = conn("cmd");
-    this.reader = conn("reader");
+    this.reader = conn("reader", BLOCK_MS + socketTimeout); // XREAD waits BLOCK_MS for data
     this.sub = conn("sub");
     for (const c of [this.cmd, this.reader, this.sub]) c.on("error", (err: Error) => this.noteError(err));
     try {
       await Promise.all([this.cmd.connect(), this.reader.connect(), this.sub.connect()]);
       this.connected = true;
+      this.lastContact = Date.now();
     } catch (err) {
       this.disconnect();
       const where = sentinels ? "through REDIS_SENTINELS" : "at REDIS_URL";
@@ -170,6 +183,7 @@ export class RedisBroker implements Broker {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.leaseTimer);
+    clearTimeout(this.expiryTimer);
     this.unsubscribe?.();
     this.following = false;
     if (this.leading) {
@@ -179,6 +193,12 @@ export class RedisBroker implements Broker {
       this.leading = false;
     }
     this.disconnect();
+  }
+
+  problem(): string | undefined {
+    const silent = Date.now() - this.lastContact;
+    if (!this.connected || silent <= this.opts.leaderTtlMs) return undefined;
+    return `Redis has not answered for ${Math.round(silent / 1000)} s: this replica's statuses may be stale`;
   }
 
   forwardHint(userId: string): boolean {
@@ -240,16 +260,22 @@ export class RedisBroker implements Broker {
       const asked = Date.now();
       if (this.leading) {
         const renewed = await this.cmd.eval(RENEW, 1, this.keys.leader, this.id, ttl);
+        this.lastContact = Date.now();
         if (renewed !== 1 || !this.isLeader) return this.stepDown("lease lost");
-        this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+        this.extendLease(asked);
         if (this.needState) this.writeState();
         return;
       }
-      if (Date.now() < this.holdUntil) return;
+      if (Date.now() < this.holdUntil) {
+        await this.cmd.ping();
+        this.lastContact = Date.now();
+        return;
+      }
       const took = await this.cmd.set(this.keys.leader, this.id, "PX", this.opts.leaderTtlMs, "NX");
+      this.lastContact = Date.now();
       if (took !== "OK") await this.readPluginSettings();
       if (took === "OK") {
-        this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+        this.extendLease(asked);
         await this.promote();
       }
     } catch (err) {
@@ -295,10 +321,28 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /**
+   * Our lease lasts until ttl after we asked for it. A renewal can hang far longer on a
+   * partitioned link (ioredis holds the command for a reconnect): step down when the lease
+   * ends rather than when Redis finally answers, so the role we report is the one we act on.
+   */
+  private extendLease(asked: number): void {
+    this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => {
+      if (Date.now() >= this.leaseValidUntil) this.stepDown("the lease ended before Redis renewed it");
+    }, this.leaseValidUntil - Date.now());
+  }
+
   private stepDown(reason: string): void {
     if (!this.leading) return;
     this.leading = false;
-    this.opts.log.warn({ event: "leader_lost", reason }, "this replica stops polling and follows");
+    clearTimeout(this.expiryTimer);
+    // validUntil: when polling stopped (isLeader), which may be before this line is written.
+    this.opts.log.warn(
+      { event: "leader_lost", reason, validUntil: this.leaseValidUntil },
+      "this replica stops polling and follows",
+    );
     this.onLeadership(false);
     this.follow();
   }
@@ -372,9 +416,15 @@ export class RedisBroker implements Broker {
           await sleep(Math.min(1000, 100 * ++failures)); // no state in Redis yet: wait for a leader
           continue;
         }
-        const res = (await this.reader.xread("BLOCK", 2000, "STREAMS", this.keys.changes, this.lastId)) as
-          [string, [string, string[]][]][] | null;
+        const res = (await this.reader.xread(
+          "BLOCK",
+          BLOCK_MS,
+          "STREAMS",
+          this.keys.changes,
+          this.lastId,
+        )) as [string, [string, string[]][]][] | null;
         failures = 0;
+        this.lastContact = Date.now();
         for (const [id, fields] of res?.[0]?.[1] ?? []) {
           if (!this.following) break;
           if (!this.applyEntry(id, fields)) {
@@ -436,6 +486,9 @@ export class RedisBroker implements Broker {
     }
   }
 }
+
+/** How long a follower's XREAD waits for new entries before asking again. */
+const BLOCK_MS = 2000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
