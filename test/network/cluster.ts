@@ -45,7 +45,14 @@ export class NetCluster {
     readonly ttlMs: number,
   ) {}
 
-  static async start(opts: { ttlMs: number; pollMs: number; users: number; env?: Record<string, string> }) {
+  /** `mattermostPort`: where the gateways reach Mattermost on ctl (a proxy in front of the simulator). */
+  static async start(opts: {
+    ttlMs: number;
+    pollMs: number;
+    users: number;
+    env?: Record<string, string>;
+    mattermostPort?: number;
+  }) {
     const sim = new MattermostSimulator({ token: TOKEN, users: opts.users, seed: 41 });
     const c = new NetCluster(sim, opts.ttlMs);
     try {
@@ -54,7 +61,7 @@ export class NetCluster {
       for (const host of GATEWAYS) {
         const gw = await GatewayProcess.start(
           {
-            MATTERMOST_URL: `http://${hostAddress("ctl", "m")}:${SIM_PORT}`,
+            MATTERMOST_URL: `http://${hostAddress("ctl", "m")}:${opts.mattermostPort ?? SIM_PORT}`,
             MATTERMOST_TOKEN: TOKEN,
             PRESENCE_SECRET: SECRET,
             HOST: "0.0.0.0",
@@ -81,6 +88,17 @@ export class NetCluster {
       await c.stop();
       throw err;
     }
+  }
+
+  /** One sample of a metric from a replica's /metrics (summed over its label sets). */
+  async metric(r: Replica, name: string, labels = ""): Promise<number> {
+    const text = await (await fetch(`${r.gw.url}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+    let sum = 0;
+    for (const line of text.split("\n")) {
+      const m = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+      if (m?.[1] === name && (m[2] ?? "").includes(labels)) sum += Number(m[3]);
+    }
+    return sum;
   }
 
   async ready(r: Replica): Promise<boolean> {

@@ -12,6 +12,9 @@ import { cannotMakeNamespaces, create, destroy, ns, removeStale } from "./topolo
 const dir = fileURLToPath(new URL(".", import.meta.url));
 
 async function main(): Promise<number> {
+  // `node --test dist/test/` (npm test) runs every file under a test directory, this one too:
+  // the namespaces are made only by `npm run test:network`.
+  if (process.env.NODE_TEST_CONTEXT) return 0;
   const why = cannotMakeNamespaces();
   if (why) {
     if (process.env.CI) {
@@ -23,7 +26,9 @@ async function main(): Promise<number> {
   }
   const stale = removeStale();
   if (stale.length > 0) process.stdout.write(`removed stale namespaces: ${stale.join(" ")}\n`);
-  const only = process.argv.slice(2);
+  // `-- partitions --test-name-pattern=follower`: file names to run, and node --test flags.
+  const flags = process.argv.slice(2).filter((a) => a.startsWith("--"));
+  const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
   const files = readdirSync(dir)
     .filter((f) => f.endsWith(".test.js"))
     .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
@@ -36,7 +41,7 @@ async function main(): Promise<number> {
     create();
     child = spawn(
       "ip",
-      ["netns", "exec", ns("ctl"), process.execPath, "--test", "--test-concurrency=1", ...files],
+      ["netns", "exec", ns("ctl"), process.execPath, "--test", "--test-concurrency=1", ...flags, ...files],
       { stdio: "inherit", env: { ...process.env, OPNF_INSIDE: "1" } },
     );
     const code = await new Promise<number>((resolve) =>
