@@ -245,6 +245,8 @@ export class Gateway {
     if (this.pluginSettings && !this.pluginSettings.settings) {
       return { reason: "settings_pending", detail: this.pluginSettings.lastError };
     }
+    const cutOff = this.broker.problem();
+    if (cutOff) return { reason: "redis_unreachable", detail: cutOff };
     if (!this.snapshot.ready) {
       if (!this.broker.isLeader) return { reason: "waiting_for_leader" };
       return { reason: "snapshot_pending", detail: this.sync.health.lastError };

@@ -13,7 +13,9 @@ export function createBroker(config: Config, log: Logger): Broker {
       return new MemoryBroker();
     case "redis":
       return new RedisBroker({
-        url: config.redisUrl!,
+        url: config.redisUrl,
+        sentinels: config.redisSentinels,
+        sentinelName: config.redisSentinelName,
         prefix: config.redisPrefix,
         leaderTtlMs: config.leaderTtlMs,
         log,

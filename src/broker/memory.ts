@@ -14,6 +14,10 @@ export class MemoryBroker implements Broker {
     this.isLeader = false;
   }
 
+  problem(): undefined {
+    return undefined; // nothing to be cut off from
+  }
+
   forwardHint(): boolean {
     return false; // the leader is this process: hints never need forwarding
   }

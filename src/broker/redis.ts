@@ -7,7 +7,10 @@ import type { ProviderStatus } from "../presence/status.js";
 import { BrokerError, type Broker } from "./types.js";
 
 export interface RedisBrokerOptions {
-  url: string;
+  /** One Redis named directly; or `sentinels` and `sentinelName`, which name the current master. */
+  url?: string;
+  sentinels?: { host: string; port: number }[];
+  sentinelName?: string;
   /** Key prefix, so several deployments (or tests) can share one Redis. */
   prefix: string;
   leaderTtlMs: number;
@@ -30,6 +33,11 @@ return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[3], 'd', ARGV[4]
 const FENCED_SET = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('NOTLEADER') end
 return redis.call('SET', KEYS[2], ARGV[2])`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+// The highest seq any replica has seen, so a leader elected after a failover numbers past
+// batches that reached replicas but not the promoted Redis (replication is asynchronous).
+const SEEN_MAX = `local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -55,7 +63,16 @@ export class RedisBroker implements Broker {
   /** When our lease surely ends if we cannot renew it (a paused process must not keep polling). */
   private leaseValidUntil = 0;
   private readonly id = randomUUID();
-  private readonly keys: { leader: string; state: string; changes: string; hints: string; settings: string };
+  private readonly keys: {
+    leader: string;
+    state: string;
+    changes: string;
+    hints: string;
+    settings: string;
+    seen: string;
+  };
+  /** No lease is taken before this: a lease granted by the Redis we lost may still be running. */
+  private holdUntil = 0;
   private settingsListener: (s: SharedPluginSettings) => void = () => undefined;
   private lastSettings = "";
   private cmd!: Redis;
@@ -65,7 +82,11 @@ export class RedisBroker implements Broker {
   private onLeadership: (leader: boolean) => void = () => undefined;
   private hintListener: (userId: string) => void = () => undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private connected = false;
+  /** When Redis last answered a lease round or a stream read. */
+  private lastContact = 0;
   private following = false;
   /** Last stream id this replica has (applied, or published as leader). */
   private lastId = "0-0";
@@ -83,6 +104,7 @@ export class RedisBroker implements Broker {
       changes: `${p}:changes`,
       hints: `${p}:hints`,
       settings: `${p}:settings`,
+      seen: `${p}:seen`,
     };
   }
 
@@ -93,23 +115,47 @@ export class RedisBroker implements Broker {
   async start(snapshot: PresenceSnapshot, onLeadership: (leader: boolean) => void): Promise<void> {
     this.snapshot = snapshot;
     this.onLeadership = onLeadership;
-    const conn = (name: string) =>
-      new Redis(this.opts.url, {
-        lazyConnect: true,
-        connectionName: `outlook-presence-${name}`,
-        maxRetriesPerRequest: 1, // fail fast while Redis is away; the loops retry
-        retryStrategy: (n) => Math.min(100 * n, 2000),
-      });
+    // A partition drops packets without closing the socket: without a timeout a command waits
+    // for TCP to give up (minutes). Destroying the socket makes ioredis reconnect afresh.
+    const socketTimeout = Math.max(1000, Math.floor(this.opts.leaderTtlMs / 3));
+    const common = {
+      lazyConnect: true,
+      maxRetriesPerRequest: 1, // fail fast while Redis is away; the loops retry
+      retryStrategy: (n: number) => Math.min(100 * n, 2000),
+      connectTimeout: Math.max(2000, socketTimeout),
+    };
+    const { sentinels, sentinelName } = this.opts;
+    const conn = (name: string, timeout = socketTimeout) =>
+      sentinels
+        ? new Redis({
+            ...common,
+            socketTimeout: timeout,
+            connectionName: `outlook-presence-${name}`,
+            sentinels,
+            name: sentinelName,
+            // Sentinel's +switch-master moves us at once, also off an old master that is only cut off.
+            failoverDetector: true,
+            // At start no sentinel is a startup error, as an unreachable REDIS_URL is; later, retry.
+            sentinelRetryStrategy: (n: number) => (this.connected ? Math.min(100 * n, 2000) : null),
+          })
+        : new Redis(this.opts.url!, {
+            ...common,
+            socketTimeout: timeout,
+            connectionName: `outlook-presence-${name}`,
+          });
     this.cmd = conn("cmd");
-    this.reader = conn("reader");
+    this.reader = conn("reader", BLOCK_MS + socketTimeout); // XREAD waits BLOCK_MS for data
     this.sub = conn("sub");
     for (const c of [this.cmd, this.reader, this.sub]) c.on("error", (err: Error) => this.noteError(err));
     try {
       await Promise.all([this.cmd.connect(), this.reader.connect(), this.sub.connect()]);
+      this.connected = true;
+      this.lastContact = Date.now();
     } catch (err) {
       this.disconnect();
+      const where = sentinels ? "through REDIS_SENTINELS" : "at REDIS_URL";
       throw new BrokerError(
-        `cannot reach Redis at REDIS_URL (${this.lastError ?? (err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
+        `cannot reach Redis ${where} (${this.lastError ?? (err as Error).message}): start Redis, or unset REDIS_URL to run one instance`,
       );
     }
     await this.sub.subscribe(this.keys.hints);
@@ -119,6 +165,12 @@ export class RedisBroker implements Broker {
     this.cmd.on("ready", () => {
       // Redis came back (maybe empty, it keeps nothing on disk here): republish our state.
       this.needState = true;
+      // It may be another Redis (a promoted replica) that lacks the lease some replica holds
+      // from the old one: wait until that lease has surely ended before taking one.
+      this.holdUntil = Date.now() + this.opts.leaderTtlMs;
+      this.cmd
+        .eval(SEEN_MAX, 1, this.keys.seen, String(this.snapshot.lastSeq))
+        .catch((err: Error) => this.noteError(err));
     });
     this.unsubscribe = snapshot.onChanges((changes, meta) => {
       if (this.leading) this.publish(changes, meta);
@@ -131,6 +183,7 @@ export class RedisBroker implements Broker {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.leaseTimer);
+    clearTimeout(this.expiryTimer);
     this.unsubscribe?.();
     this.following = false;
     if (this.leading) {
@@ -140,6 +193,12 @@ export class RedisBroker implements Broker {
       this.leading = false;
     }
     this.disconnect();
+  }
+
+  problem(): string | undefined {
+    const silent = Date.now() - this.lastContact;
+    if (!this.connected || silent <= this.opts.leaderTtlMs) return undefined;
+    return `Redis has not answered for ${Math.round(silent / 1000)} s: this replica's statuses may be stale`;
   }
 
   forwardHint(userId: string): boolean {
@@ -180,7 +239,8 @@ export class RedisBroker implements Broker {
   }
 
   private noteError(err: Error): void {
-    if (err.message === this.lastError) return;
+    // ioredis puts the growing retry delay in Sentinel's message: one line per kind of problem.
+    if (err.message.replace(/\d+/g, "#") === this.lastError?.replace(/\d+/g, "#")) return;
     this.lastError = err.message;
     this.opts.log.warn({ event: "redis_error", err: err.message }, "Redis connection problem; retrying");
   }
@@ -200,15 +260,22 @@ export class RedisBroker implements Broker {
       const asked = Date.now();
       if (this.leading) {
         const renewed = await this.cmd.eval(RENEW, 1, this.keys.leader, this.id, ttl);
+        this.lastContact = Date.now();
         if (renewed !== 1 || !this.isLeader) return this.stepDown("lease lost");
-        this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+        this.extendLease(asked);
         if (this.needState) this.writeState();
         return;
       }
+      if (Date.now() < this.holdUntil) {
+        await this.cmd.ping();
+        this.lastContact = Date.now();
+        return;
+      }
       const took = await this.cmd.set(this.keys.leader, this.id, "PX", this.opts.leaderTtlMs, "NX");
+      this.lastContact = Date.now();
       if (took !== "OK") await this.readPluginSettings();
       if (took === "OK") {
-        this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+        this.extendLease(asked);
         await this.promote();
       }
     } catch (err) {
@@ -221,6 +288,7 @@ export class RedisBroker implements Broker {
     this.following = false;
     // Take over from exactly where the previous leader stopped.
     await this.catchUp();
+    await this.numberPastSeen();
     this.leading = true;
     this.needState = true;
     this.writeState();
@@ -231,10 +299,50 @@ export class RedisBroker implements Broker {
     this.onLeadership(true);
   }
 
+  /**
+   * A replica saw a higher seq than this Redis holds: the old leader's last batches were lost
+   * in a failover. Numbering on from here would give other changes the numbers those replicas
+   * (and their API v2 clients) already have, so jump past them: followers reload, clients resync.
+   */
+  private async numberPastSeen(): Promise<void> {
+    try {
+      const seen = Number((await this.cmd.get(this.keys.seen)) ?? 0);
+      if (!(seen > this.snapshot.lastSeq)) return;
+      this.opts.log.warn(
+        { event: "leader_renumbered", seq: this.snapshot.lastSeq, seen },
+        "replicas saw changes this Redis lost (a failover): numbering restarts past them",
+      );
+      // seen + 1, not seen: a follower holding the lost batch up to `seen` must find a gap at our
+      // next batch and reload, rather than apply it on top of statuses we never had.
+      this.snapshot.advanceSeq(seen + 1);
+      this.lastId = `${seen + 1}-0`;
+    } catch (err) {
+      this.noteError(err as Error);
+    }
+  }
+
+  /**
+   * Our lease lasts until ttl after we asked for it. A renewal can hang far longer on a
+   * partitioned link (ioredis holds the command for a reconnect): step down when the lease
+   * ends rather than when Redis finally answers, so the role we report is the one we act on.
+   */
+  private extendLease(asked: number): void {
+    this.leaseValidUntil = asked + this.opts.leaderTtlMs;
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => {
+      if (Date.now() >= this.leaseValidUntil) this.stepDown("the lease ended before Redis renewed it");
+    }, this.leaseValidUntil - Date.now());
+  }
+
   private stepDown(reason: string): void {
     if (!this.leading) return;
     this.leading = false;
-    this.opts.log.warn({ event: "leader_lost", reason }, "this replica stops polling and follows");
+    clearTimeout(this.expiryTimer);
+    // validUntil: when polling stopped (isLeader), which may be before this line is written.
+    this.opts.log.warn(
+      { event: "leader_lost", reason, validUntil: this.leaseValidUntil },
+      "this replica stops polling and follows",
+    );
     this.onLeadership(false);
     this.follow();
   }
@@ -308,9 +416,15 @@ export class RedisBroker implements Broker {
           await sleep(Math.min(1000, 100 * ++failures)); // no state in Redis yet: wait for a leader
           continue;
         }
-        const res = (await this.reader.xread("BLOCK", 2000, "STREAMS", this.keys.changes, this.lastId)) as
-          [string, [string, string[]][]][] | null;
+        const res = (await this.reader.xread(
+          "BLOCK",
+          BLOCK_MS,
+          "STREAMS",
+          this.keys.changes,
+          this.lastId,
+        )) as [string, [string, string[]][]][] | null;
         failures = 0;
+        this.lastContact = Date.now();
         for (const [id, fields] of res?.[0]?.[1] ?? []) {
           if (!this.following) break;
           if (!this.applyEntry(id, fields)) {
@@ -372,6 +486,9 @@ export class RedisBroker implements Broker {
     }
   }
 }
+
+/** How long a follower's XREAD waits for new entries before asking again. */
+const BLOCK_MS = 2000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

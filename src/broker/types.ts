@@ -27,6 +27,11 @@ export interface Broker {
    * reached, which is a startup error.
    */
   start(snapshot: PresenceSnapshot, onLeadership: (leader: boolean) => void): Promise<void>;
+  /**
+   * Why this replica may be serving stale statuses (its backend has not answered within the
+   * lease TTL), or undefined. Readiness reports it so a load balancer moves new connections.
+   */
+  problem(): string | undefined;
   /** Gives up leadership (so another replica takes over at once) and disconnects. */
   stop(): Promise<void>;
   /** A follower passes a /status/publish hint to the leader; false when it could not. */

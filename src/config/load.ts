@@ -49,7 +49,12 @@ export interface Config {
   host: string;
   port: number;
   logLevel: LogLevel;
+  /** A Redis named directly (redis:// or rediss://); unset with Sentinel. */
   redisUrl: string | undefined;
+  /** Sentinels that name the current master (REDIS_SENTINELS or a redis+sentinel:// REDIS_URL). */
+  redisSentinels: HostPort[] | undefined;
+  /** The master's name in the sentinels' configuration; set exactly when redisSentinels is. */
+  redisSentinelName: string | undefined;
   broker: "memory" | "redis";
   leaderTtlMs: number;
   redisPrefix: string;
@@ -125,6 +130,11 @@ export interface LoadOptions {
   allowWeakSecrets?: boolean;
 }
 
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
 export interface LoadResult {
   config: Config;
   warnings: string[];
@@ -163,6 +173,8 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PORT: "port",
   LOG_LEVEL: "logLevel",
   REDIS_URL: "redisUrl",
+  REDIS_SENTINELS: "redisSentinels",
+  REDIS_SENTINEL_NAME: "redisSentinelName",
   PRESENCE_BROKER: "broker",
   PRESENCE_LEADER_TTL_MS: "leaderTtlMs",
   PRESENCE_REDIS_PREFIX: "redisPrefix",
@@ -174,7 +186,7 @@ function describe(spec: SettingSpec): string {
 }
 
 /** A zod schema per setting; its messages say what is expected, the caller adds the key. */
-function valueSchema(spec: SettingSpec): z.ZodType<string | number | string[]> {
+function valueSchema(spec: SettingSpec): z.ZodType<string | number | string[] | HostPort[]> {
   switch (spec.kind) {
     case "int": {
       const lo = spec.min ?? 0;
@@ -186,19 +198,30 @@ function valueSchema(spec: SettingSpec): z.ZodType<string | number | string[]> {
         .pipe(z.number().min(lo, `expected at least ${lo}`).max(hi, `expected at most ${hi}`));
     }
     case "url":
-      return z.string().refine(
-        (v) => {
-          try {
-            const protocol = new URL(v).protocol;
-            return spec.env === "REDIS_URL"
-              ? protocol === "redis:" || protocol === "rediss:"
-              : protocol === "http:" || protocol === "https:";
-          } catch {
-            return false;
-          }
-        },
-        `expected an absolute URL such as ${spec.env === "REDIS_URL" ? "redis://127.0.0.1:6379" : "https://chat.example.com"}`,
-      );
+      if (spec.env === "REDIS_URL") {
+        return z.string().superRefine((v, ctx) => {
+          const problem = redisUrlProblem(v);
+          if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+        });
+      }
+      return z.string().refine((v) => {
+        try {
+          const protocol = new URL(v).protocol;
+          return protocol === "http:" || protocol === "https:";
+        } catch {
+          return false;
+        }
+      }, "expected an absolute URL such as https://chat.example.com");
+    case "hostports":
+      return z.string().transform((v, ctx) => {
+        const parsed = parseHostPorts(v);
+        if ("entries" in parsed) return parsed.entries;
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `expected host:port pairs separated by commas, such as 10.0.0.1:26379,10.0.0.2:26379, not ${JSON.stringify(parsed.bad)}`,
+        });
+        return z.NEVER;
+      });
     case "bool":
       return z.enum(["auto", "true", "false"], {
         errorMap: () => ({ message: "expected true, false or auto" }),
@@ -226,6 +249,71 @@ function valueSchema(spec: SettingSpec): z.ZodType<string | number | string[]> {
         return z.NEVER;
       });
   }
+}
+
+const SENTINEL_SCHEME = "redis+sentinel://";
+
+/** Why a REDIS_URL cannot be used, or undefined when it can. */
+function redisUrlProblem(v: string): string | undefined {
+  if (v.startsWith(SENTINEL_SCHEME)) {
+    const parsed = parseSentinelUrl(v);
+    return "problem" in parsed ? parsed.problem : undefined;
+  }
+  try {
+    const protocol = new URL(v).protocol;
+    if (protocol === "redis:" || protocol === "rediss:") return undefined;
+  } catch {
+    // answered below
+  }
+  return "expected an absolute URL such as redis://127.0.0.1:6379 or redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster";
+}
+
+/**
+ * Parses `redis+sentinel://host:port,host:port/name` (the form several Redis clients accept):
+ * the sentinels to ask and the name of the master they monitor.
+ */
+export function parseSentinelUrl(v: string): { sentinels: HostPort[]; name: string } | { problem: string } {
+  const rest = v.slice(SENTINEL_SCHEME.length);
+  const slash = rest.indexOf("/");
+  const hosts = slash < 0 ? rest : rest.slice(0, slash);
+  const name = slash < 0 ? "" : decodeURIComponent(rest.slice(slash + 1));
+  if (hosts.includes("@")) {
+    return {
+      problem: "credentials in a redis+sentinel:// URL are not supported; keep Sentinel on a private network",
+    };
+  }
+  const parsed = parseHostPorts(hosts);
+  if ("bad" in parsed) {
+    return {
+      problem: `expected redis+sentinel://host:port,host:port/name, not the address ${JSON.stringify(parsed.bad)}`,
+    };
+  }
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) {
+    return {
+      problem:
+        "expected the master's name after the addresses: redis+sentinel://host:port,host:port/mymaster",
+    };
+  }
+  return { sentinels: parsed.entries, name };
+}
+
+/**
+ * Parses `host:port` pairs separated by commas (`[::1]:26379` for IPv6): at least one, every port
+ * from 1 to 65535. Returns them, or the first bad one.
+ */
+export function parseHostPorts(raw: string): { entries: HostPort[] } | { bad: string } {
+  const parts = raw.split(",").map((s) => s.trim());
+  const entries: HostPort[] = [];
+  for (const part of parts) {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(part);
+    const host = m?.[1] ?? m?.[2];
+    const port = Number(m?.[3]);
+    if (!host || (m?.[1] !== undefined && isIP(host) !== 6) || !(port >= 1 && port <= 65535)) {
+      return { bad: part };
+    }
+    entries.push({ host, port });
+  }
+  return { entries };
 }
 
 /**
@@ -354,10 +442,12 @@ export function loadConfig(
     out[FIELD[spec.env as SettingEnv]] = parsed.data;
   }
 
-  if (out.broker === "auto") out.broker = out.redisUrl === undefined ? "memory" : "redis";
-  if (out.broker === "redis" && out.redisUrl === undefined) {
+  redisTarget(out, problems);
+  const redisSet = out.redisUrl !== undefined || out.redisSentinels !== undefined;
+  if (out.broker === "auto") out.broker = redisSet ? "redis" : "memory";
+  if (out.broker === "redis" && !redisSet && !problems.some((p) => p.startsWith("REDIS_"))) {
     problems.push(
-      "REDIS_URL (--redis-url): required with PRESENCE_BROKER=redis, e.g. redis://127.0.0.1:6379",
+      "REDIS_URL (--redis-url): required with PRESENCE_BROKER=redis, e.g. redis://127.0.0.1:6379 (or REDIS_SENTINELS and REDIS_SENTINEL_NAME)",
     );
   }
 
@@ -378,6 +468,40 @@ export function loadConfig(
   if (typeof out.mattermostUrl === "string") out.mattermostUrl = out.mattermostUrl.replace(/\/+$/, "");
   out.secretFiles = secretFiles;
   return { config: out as unknown as Config, warnings: unknownPresenceVars(env) };
+}
+
+/** Settles how Redis is reached: REDIS_URL, or Sentinel from the URL or from REDIS_SENTINELS. */
+function redisTarget(out: Record<string, unknown>, problems: string[]): void {
+  if (problems.some((p) => p.startsWith("REDIS_"))) return; // a bad value was named already
+  const url = out.redisUrl as string | undefined;
+  const name = out.redisSentinelName as string | undefined;
+  const listed = out.redisSentinels !== undefined;
+  if (url?.startsWith(SENTINEL_SCHEME)) {
+    const parsed = parseSentinelUrl(url) as { sentinels: HostPort[]; name: string };
+    out.redisUrl = undefined;
+    if (listed || name !== undefined) {
+      problems.push(
+        "REDIS_SENTINELS (--redis-sentinels): REDIS_URL already names the sentinels and the master; unset REDIS_SENTINELS and REDIS_SENTINEL_NAME",
+      );
+      return;
+    }
+    out.redisSentinels = parsed.sentinels;
+    out.redisSentinelName = parsed.name;
+    return;
+  }
+  if (listed && url !== undefined) {
+    problems.push(
+      "REDIS_SENTINELS (--redis-sentinels): set either REDIS_URL (one Redis) or REDIS_SENTINELS (Sentinel), not both",
+    );
+  } else if (listed && name === undefined) {
+    problems.push(
+      "REDIS_SENTINEL_NAME (--redis-sentinel-name): required with REDIS_SENTINELS, the name in the sentinels' `sentinel monitor <name> ...`",
+    );
+  } else if (!listed && name !== undefined) {
+    problems.push(
+      "REDIS_SENTINEL_NAME (--redis-sentinel-name): set only with REDIS_SENTINELS, e.g. REDIS_SENTINELS=10.0.0.1:26379,10.0.0.2:26379",
+    );
+  }
 }
 
 /** `--help` text for the settings, generated from the same table. */

@@ -2,7 +2,7 @@
  * Every setting the gateway reads, with its environment variable, its CLI flag and its default.
  * This table is the single source for parsing, validation, `--help` and the docs.
  */
-export type SettingKind = "string" | "url" | "int" | "secret" | "enum" | "bool" | "addresses";
+export type SettingKind = "string" | "url" | "int" | "secret" | "enum" | "bool" | "addresses" | "hostports";
 
 export interface SettingSpec {
   /** Environment variable name; the CLI flag is derived from it (see flagName). */
@@ -237,14 +237,24 @@ export const SETTINGS = [
   {
     env: "REDIS_URL",
     kind: "url",
-    help: "Redis shared by several replicas (unset: one instance, all state in memory)",
+    help: "Redis shared by several replicas (unset: one instance, all state in memory); redis+sentinel://host:port,host:port/name goes through Redis Sentinel",
+  },
+  {
+    env: "REDIS_SENTINELS",
+    kind: "hostports",
+    help: "Redis Sentinel addresses (host:port, comma separated) instead of REDIS_URL; the master is the one named by REDIS_SENTINEL_NAME",
+  },
+  {
+    env: "REDIS_SENTINEL_NAME",
+    kind: "string",
+    help: "name of the master the sentinels monitor (their `sentinel monitor <name> ...`)",
   },
   {
     env: "PRESENCE_BROKER",
     kind: "enum",
     default: "auto",
     values: ["auto", "memory", "redis"],
-    help: "how replicas share state: memory (one instance) or redis (auto: redis when REDIS_URL is set)",
+    help: "how replicas share state: memory (one instance) or redis (auto: redis when REDIS_URL or REDIS_SENTINELS is set)",
   },
   {
     env: "PRESENCE_LEADER_TTL_MS",

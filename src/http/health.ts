@@ -8,18 +8,19 @@ import { sendJson, type HttpModule } from "./router.js";
  * to the admin page.
  */
 export type NotReadyReason =
-  "token_rejected" | "settings_pending" | "waiting_for_leader" | "snapshot_pending";
+  "token_rejected" | "settings_pending" | "waiting_for_leader" | "snapshot_pending" | "redis_unreachable";
 
 export const NOT_READY_MESSAGES: Record<NotReadyReason, string> = {
   token_rejected: "Mattermost rejected the token (401)",
   settings_pending: "the secret has not been read from Mattermost yet",
   waiting_for_leader: "waiting for the leader's snapshot in Redis",
   snapshot_pending: "first snapshot not loaded yet",
+  redis_unreachable: "Redis has not answered for a leader lease: this replica's statuses may be stale",
 };
 
 export interface NotReady {
   reason: NotReadyReason;
-  /** Mattermost's last error, as received: for the log and (redacted) the admin page only. */
+  /** Mattermost's last error (or the broker's), as received: for the log and (redacted) the admin page only. */
   detail?: string;
 }
 

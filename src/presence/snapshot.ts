@@ -267,6 +267,14 @@ export class PresenceSnapshot {
   }
 
   /**
+   * The next change is numbered after `seq` (when it is ahead): numbers up to it were given out
+   * elsewhere. Readers see a gap, as after a lost batch, and resync.
+   */
+  advanceSeq(seq: number): void {
+    if (seq > this.seq) this.seq = seq;
+  }
+
+  /**
    * Replays a batch another replica produced, keeping its sequence numbers. False (and nothing
    * applied) when this snapshot is not exactly where the batch starts: the caller must reload.
    */

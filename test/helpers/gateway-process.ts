@@ -22,8 +22,16 @@ export class GatewayProcess {
 
   private constructor(readonly child: ChildProcess) {}
 
-  static async start(env: Record<string, string>, args: string[] = []): Promise<GatewayProcess> {
-    const child = spawn(process.execPath, [CLI, "start", ...args], {
+  /** `netns`: run inside that network namespace (`ip netns exec`), reached at `urlHost`. */
+  static async start(
+    env: Record<string, string>,
+    args: string[] = [],
+    place: { netns?: string; urlHost?: string } = {},
+  ): Promise<GatewayProcess> {
+    const argv = [process.execPath, CLI, "start", ...args];
+    // `ip netns exec` execs the command: the child's pid is the gateway's.
+    if (place.netns) argv.unshift("ip", "netns", "exec", place.netns);
+    const child = spawn(argv[0]!, argv.slice(1), {
       env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "debug", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -48,7 +56,7 @@ export class GatewayProcess {
     });
     child.stderr!.on("data", (d: Buffer) => (gw.output += d.toString()));
     const listening = await gw.waitFor((l) => l.event === "listening", 10_000);
-    gw.url = `http://127.0.0.1:${listening.port as number}`;
+    gw.url = `http://${place.urlHost ?? "127.0.0.1"}:${listening.port as number}`;
     return gw;
   }
 

@@ -151,6 +151,77 @@ test("the broker: memory by default, redis with REDIS_URL; bad names and a missi
   );
 });
 
+test("Redis Sentinel: REDIS_SENTINELS with REDIS_SENTINEL_NAME, or a redis+sentinel:// URL", () => {
+  const listed = loadConfig([], {
+    ...BASE,
+    REDIS_SENTINELS: "10.0.0.1:26379, sentinel-b.internal:26380,[::1]:26381",
+    REDIS_SENTINEL_NAME: "mymaster",
+  }).config;
+  assert.equal(listed.broker, "redis");
+  assert.equal(listed.redisUrl, undefined);
+  assert.deepEqual(listed.redisSentinels, [
+    { host: "10.0.0.1", port: 26379 },
+    { host: "sentinel-b.internal", port: 26380 },
+    { host: "::1", port: 26381 },
+  ]);
+  assert.equal(listed.redisSentinelName, "mymaster");
+
+  const url = loadConfig(
+    ["--redis-url", "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/presence-1"],
+    BASE,
+  ).config;
+  assert.equal(url.broker, "redis");
+  assert.equal(url.redisUrl, undefined);
+  assert.deepEqual(url.redisSentinels, [
+    { host: "10.0.0.1", port: 26379 },
+    { host: "10.0.0.2", port: 26379 },
+  ]);
+  assert.equal(url.redisSentinelName, "presence-1");
+
+  const direct = loadConfig([], { ...BASE, REDIS_URL: "redis://127.0.0.1:6379" }).config;
+  assert.equal(direct.redisSentinels, undefined);
+  assert.equal(direct.redisSentinelName, undefined);
+});
+
+test("Redis Sentinel: each bad value is one problem naming its key", () => {
+  const one = (env: NodeJS.ProcessEnv): string => {
+    const found = problems([], { ...BASE, ...env });
+    assert.equal(found.length, 1, found.join("\n"));
+    return found[0]!;
+  };
+  for (const bad of ["10.0.0.1", "10.0.0.1:0", "10.0.0.1:65536", "a:1,,b:2", "[nothost]:1", "a b:1"]) {
+    assert.match(
+      one({ REDIS_SENTINELS: bad, REDIS_SENTINEL_NAME: "m" }),
+      /^REDIS_SENTINELS \(--redis-sentinels\): expected host:port pairs/,
+      bad,
+    );
+  }
+  assert.match(one({ REDIS_SENTINELS: "a:1" }), /^REDIS_SENTINEL_NAME .*required with REDIS_SENTINELS/);
+  assert.match(one({ REDIS_SENTINEL_NAME: "m" }), /^REDIS_SENTINEL_NAME .*only with REDIS_SENTINELS/);
+  assert.match(
+    one({ REDIS_URL: "redis://r:6379", REDIS_SENTINELS: "a:1", REDIS_SENTINEL_NAME: "m" }),
+    /^REDIS_SENTINELS .*either REDIS_URL .* or REDIS_SENTINELS/,
+  );
+  assert.match(
+    one({ REDIS_URL: "redis+sentinel://a:1/m", REDIS_SENTINEL_NAME: "m" }),
+    /^REDIS_SENTINELS .*REDIS_URL already names the sentinels/,
+  );
+  for (const [bad, why] of [
+    ["redis+sentinel://a:1,b:2", /master's name/],
+    ["redis+sentinel://a:1/", /master's name/],
+    ["redis+sentinel://a:1/m/x", /master's name/],
+    ["redis+sentinel://a,b:2/m", /not the address "a"/],
+    ["redis+sentinel://:pw@a:1/m", /credentials .* not supported/],
+  ] as const) {
+    assert.match(one({ REDIS_URL: bad }), /^REDIS_URL \(--redis-url\): /, bad);
+    assert.match(one({ REDIS_URL: bad }), why, bad);
+  }
+  assert.match(
+    one({ PRESENCE_BROKER: "redis" }),
+    /^REDIS_URL .*required with PRESENCE_BROKER=redis.*REDIS_SENTINELS/,
+  );
+});
+
 test("the README's settings table lists every setting with its flag and default", async () => {
   const { readFile } = await import("node:fs/promises");
   const { SETTINGS, flagName } = await import("../../src/config/schema.js");
