@@ -13,13 +13,16 @@ const PER_PAGE_MAX = 200;
 
 interface Route {
   key: RouteKey;
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "PUT";
   /** The {user_id} path segment, for the users/{id} routes. */
   userId?: string;
 }
 
-/** Maps a path below /api/v4/ to its route (gorilla-mux-like: exact segments, no trailing slash). */
-export function matchRoute(sub: string): Route {
+/**
+ * Maps a path below /api/v4/ to its route (gorilla-mux-like: exact segments, no trailing slash).
+ * `method` only tells apart the routes that share a path.
+ */
+export function matchRoute(sub: string, method = "GET"): Route {
   switch (sub) {
     case "system/ping":
       return { key: "ping", method: "GET" };
@@ -41,7 +44,11 @@ export function matchRoute(sub: string): Route {
   let m = /^users\/([A-Za-z0-9]+)$/.exec(sub);
   if (m) return { key: "users/{id}", method: "GET", userId: m[1] };
   m = /^users\/([A-Za-z0-9]+)\/status$/.exec(sub);
-  if (m) return { key: "users/{id}/status", method: "GET", userId: m[1] };
+  if (m) {
+    return method === "PUT"
+      ? { key: "update-status", method: "PUT", userId: m[1] }
+      : { key: "users/{id}/status", method: "GET", userId: m[1] };
+  }
   return { key: "unknown", method: "GET" };
 }
 
@@ -151,7 +158,7 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
     send(ctx, res, rid, errors.notFound(rid));
     return;
   }
-  const route = matchRoute(url.pathname.slice(API_PREFIX.length));
+  const route = matchRoute(url.pathname.slice(API_PREFIX.length), req.method);
   ctx.countRequest(route.key);
 
   const fault = faultApplies(ctx.fault, route.key) ? ctx.fault : null;
@@ -315,6 +322,9 @@ function answer(
       return json(200, badStatus === undefined ? s : { ...s, status: badStatus });
     }
 
+    case "update-status":
+      return updateStatus(ctx, route.userId === "me" ? state.bot.id : (route.userId ?? ""), body, rid);
+
     case "config": {
       if (!ctx.botIsAdmin) return errors.forbidden(rid);
       // Mattermost's config API replaces secret values with this fixed mask.
@@ -339,4 +349,34 @@ function answer(
     default:
       return errors.notFound(rid);
   }
+}
+
+/**
+ * PUT /users/{user_id}/status as Mattermost's updateUserStatus answers it: the body's user_id must
+ * be the path's; another user's status needs edit_other_users (a system admin); only online, away,
+ * dnd (with an optional dnd_end_time in seconds) and offline are accepted, ooo is not; the answer
+ * is the user's status afterwards.
+ */
+function updateStatus(ctx: SimContext, id: string, body: Buffer, rid: string): Reply {
+  const { state } = ctx;
+  if (!/^[a-z0-9]{26}$/.test(id)) return errors.invalidUrlParam("user_id", rid);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch {
+    return errors.invalidBodyParam("status", rid);
+  }
+  const req = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>;
+  if (req.user_id !== id) return errors.invalidBodyParam("user_id", rid);
+  if (id !== state.bot.id && !ctx.botIsAdmin) return errors.forbidden(rid);
+  const status = req.status;
+  if (status !== "online" && status !== "away" && status !== "dnd" && status !== "offline") {
+    return errors.invalidBodyParam("status", rid);
+  }
+  if (!state.get(id)) return errors.userNotFound(rid);
+  const end = typeof req.dnd_end_time === "number" && req.dnd_end_time > 0 ? req.dnd_end_time : 0;
+  // With statuses off, Mattermost drops the change and then finds no status to answer with.
+  if (!state.enableUserStatuses) return errors.statusNotFound(rid);
+  state.setStatusByApi(id, status, end);
+  return json(200, state.statusJson(id));
 }

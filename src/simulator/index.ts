@@ -12,6 +12,8 @@
  * - GET  users/stats                       {"total_users_count": active users, bots included}
  * - POST users/status/ids                  see http.ts for the exact refusals
  * - GET  users/{user_id}, users/{user_id}/status
+ * - PUT  users/{user_id}/status            {"user_id","status"[,"dnd_end_time"]}: the token's own
+ *                                          user, or anyone when the bot is an admin; no ooo
  * - GET  config/client?format=old          (no session) a few keys
  * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin)
  * - GET  websocket                         upgrade; hello, new_user, user_updated,
@@ -23,7 +25,7 @@
  *
  * Faults: `setFault({ kind, ..., paths? })`; `paths` holds route keys (ROUTE_KEYS):
  * `ping`, `users/me`, `users`, `users/stats`, `status/ids`, `users/{id}`, `users/{id}/status`,
- * `config/client`, `config`, `websocket`, `unknown`. Without `paths` a fault applies to every
+ * `update-status`, `config/client`, `config`, `websocket`, `unknown`. Without `paths` a fault applies to every
  * /api/v4 route, and only `down` also reaches the WebSocket (closes open sockets, refuses upgrades);
  * naming `websocket` in `paths` makes `http-error`, `rate-limit` and `slow` apply to the upgrade too.
  */

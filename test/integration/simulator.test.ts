@@ -629,6 +629,55 @@ test("users/{id} and users/{id}/status", async (t) => {
   assert.equal((await h.api(`users/${"q".repeat(26)}`)).status, 404);
 });
 
+test("PUT users/{id}/status: as Mattermost's updateUserStatus answers", async (t) => {
+  const h = await startSim(t, { users: 5 });
+  const u = h.sim.listUsers().find((x) => x.id !== h.sim.botUser.id)!;
+  const put = (id: string, body: unknown) =>
+    h.api(`users/${id}/status`, { method: "PUT", body: JSON.stringify(body) });
+
+  const online = await jsonOf<StatusItem>(await put(u.id, { user_id: u.id, status: "online" }));
+  assert.equal(online.status, "online");
+  assert.equal(online.manual, false, "online is never manual");
+  assert.equal(h.sim.getStatus(u.id), "online");
+  const away = await jsonOf<StatusItem>(await put(u.id, { user_id: u.id, status: "away" }));
+  assert.deepEqual([away.status, away.manual], ["away", true]);
+  // dnd_end_time is Unix seconds, truncated to the minute.
+  const dnd = await jsonOf<StatusItem>(
+    await put(u.id, { user_id: u.id, status: "dnd", dnd_end_time: 1_900_000_059 }),
+  );
+  assert.deepEqual([dnd.status, dnd.manual, dnd.dnd_end_time], ["dnd", true, 1_900_000_020]);
+  assert.equal((await jsonOf<StatusItem>(await h.api(`users/${u.id}/status`))).dnd_end_time, 1_900_000_020);
+
+  const bad = async (res: Response, status: number, id: string) => {
+    assert.equal(res.status, status);
+    assert.equal((await jsonOf<AppErr>(res)).id, id);
+  };
+  await bad(
+    await put(u.id, { user_id: u.id, status: "ooo" }),
+    400,
+    "api.context.invalid_body_param.app_error",
+  );
+  await bad(
+    await put(u.id, { user_id: h.sim.botUser.id, status: "online" }),
+    400,
+    "api.context.invalid_body_param.app_error",
+  );
+  await bad(
+    await put("abc", { user_id: "abc", status: "online" }),
+    400,
+    "api.context.invalid_url_param.app_error",
+  );
+  assert.equal((await h.api(`users/${u.id}/status`, { method: "PUT", token: null, body: "{}" })).status, 401);
+  assert.equal(h.sim.getStatus(u.id), "dnd", "refused changes change nothing");
+
+  // Without manage_system (edit_other_users) only the token's own user.
+  h.sim.setBotIsAdmin(false);
+  await bad(await put(u.id, { user_id: u.id, status: "online" }), 403, "api.context.permissions.app_error");
+  const me = h.sim.botUser.id;
+  assert.equal((await jsonOf<StatusItem>(await put(me, { user_id: me, status: "away" }))).status, "away");
+  assert.equal((await h.api(`users/${u.id}/status`, { method: "POST" })).status, 405);
+});
+
 test("config returns the plugin settings given", async (t) => {
   const h = await startSim(t, {
     pluginSettings: { "com.mattermost.outlook-presence": { secret: "s3cret", pagesize: 100 } },
