@@ -122,7 +122,7 @@ describe("end to end: the real gateway against a real Mattermost", { skip: SKIP 
   after(async () => {
     provider?.close();
     const code = await gw?.stop();
-    for (const [what, ms] of latencies) console.log(`# latency ${what}: ${ms} ms (limit ${LIMIT_MS} ms)`);
+    for (const [what, ms] of latencies) console.log(`latency ${what}: ${ms} ms (limit ${LIMIT_MS} ms)`);
     assert.equal(code, 0, "the gateway stops cleanly");
     assert.doesNotMatch(gw.output, new RegExp(`${s.botToken}|${secret1}|${secret2}`), "no secret logged");
   });
