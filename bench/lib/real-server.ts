@@ -42,7 +42,7 @@ export function databaseOf(pid: number): string {
 export interface Counters {
   /** Mattermost process CPU, ms. */
   mmCpuMs: number;
-  /** CPU of the PostgreSQL backends serving the database (those alive at both ends), ms. */
+  /** CPU of the PostgreSQL backends serving the database, ms, by pid. */
   pgCpu: Map<number, number>;
   xactCommit: number;
   tupReturned: number;
@@ -90,7 +90,9 @@ export interface Window {
 export function windowBetween(a: Counters, b: Counters): Window {
   const s = (b.at - a.at) / 1000;
   let pg = 0;
-  for (const [pid, end] of b.pgCpu) pg += end - (a.pgCpu.get(pid) ?? end);
+  // A backend first seen at the end was started in the window (all its CPU counts); one that
+  // ended within the window is missed.
+  for (const [pid, end] of b.pgCpu) pg += end - (a.pgCpu.get(pid) ?? 0);
   const perMin = (x: number) => Math.round((x * 60) / s);
   return {
     seconds: Math.round(s),

@@ -13,6 +13,11 @@ export interface SimStats {
   statusIdsMaxInFlight: number;
   /** Most distinct ids seen in one (well-formed) `status/ids` request. */
   statusIdsMaxIds: number;
+  /**
+   * `status/ids` requests holding an id without a status record. Mattermost's status cache holds
+   * only records, so each such request costs it a database query (bench upstream-real).
+   */
+  statusIdsMissingRecord: number;
   /** Date.now() of the last request per route key. */
   lastRequestAt: Record<string, number>;
 }
@@ -33,6 +38,7 @@ export class SimContext {
     statusIdsRequests: 0,
     statusIdsMaxInFlight: 0,
     statusIdsMaxIds: 0,
+    statusIdsMissingRecord: 0,
     lastRequestAt: {},
   };
   readonly shuffleRng: Rng;
@@ -110,6 +116,7 @@ export class SimContext {
     this.stats.statusIdsRequests = 0;
     this.stats.statusIdsMaxInFlight = this.statusIdsInFlight;
     this.stats.statusIdsMaxIds = 0;
+    this.stats.statusIdsMissingRecord = 0;
   }
 
   /** Resolves true after ms, or false if the simulator stops first. */

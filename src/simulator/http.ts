@@ -299,6 +299,7 @@ function answer(
       // Mattermost checks only the length here; any 26-character string is answered.
       if (ids.some((id) => id.length !== 26)) return errors.invalidBodyParam("user_ids", rid);
       if (!state.enableUserStatuses) return json(200, []);
+      if (ids.some((id) => !state.getStatus(id))) ctx.stats.statusIdsMissingRecord++;
       const out: SimStatusJson[] = ids.map((id) => {
         const s = state.statusJson(id);
         return badStatus === undefined ? s : { ...s, status: badStatus };
