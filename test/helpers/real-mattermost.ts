@@ -185,6 +185,8 @@ export async function startRealMattermost(opts: StartOptions = {}): Promise<Real
     MM_FILESETTINGS_DIRECTORY: join(work, "data"),
     MM_PLUGINSETTINGS_DIRECTORY: join(work, "plugins"),
     MM_PLUGINSETTINGS_CLIENTDIRECTORY: join(work, "client-plugins"),
+    // Lets a test install the plugin bundle; Mattermost refuses to change this one through its API.
+    MM_PLUGINSETTINGS_ENABLEUPLOADS: "true",
     MM_LOGSETTINGS_ENABLECONSOLE: "true",
     MM_LOGSETTINGS_CONSOLELEVEL: "INFO",
     MM_LOGSETTINGS_ENABLEFILE: "false",
