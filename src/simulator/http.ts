@@ -155,7 +155,7 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
   const url = new URL(req.url ?? "/", "http://simulator.invalid");
   if (!url.pathname.startsWith(API_PREFIX)) {
     req.resume();
-    send(ctx, res, rid, errors.notFound(rid));
+    send(ctx, res, rid, errors.notFound(url.pathname));
     return;
   }
   const route = matchRoute(url.pathname.slice(API_PREFIX.length), req.method);
@@ -193,7 +193,7 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
   }
 
   let reply: Reply;
-  if (route.key === "unknown") reply = errors.notFound(rid);
+  if (route.key === "unknown") reply = errors.notFound(url.pathname);
   else if (req.method !== route.method) reply = errors.methodNotAllowed(rid);
   else if (body === undefined) reply = errors.bodyTooLarge(rid);
   else reply = answer(ctx, route, url, req, body, rid, fault);
@@ -229,17 +229,8 @@ function answer(
     return json(200, ping);
   }
   if (route.key === "config/client") {
-    const format = q.get("format");
-    if (!format) {
-      return appError(
-        501,
-        "api.config.client.old_format.app_error",
-        "New format for the client configuration is not supported yet. Please specify format=old in the query string.",
-        rid,
-      );
-    }
-    if (format !== "old") return errors.invalidUrlParam("format", rid);
-    return json(200, ctx.clientConfig());
+    // Any format is answered in the old one; without a valid session, the limited client config.
+    return json(200, ctx.clientConfig(ctx.isValidToken(ctx.tokenFrom(req, url))));
   }
   if (route.key === "websocket") {
     // A plain GET without the upgrade headers (upgrades never reach this listener).
@@ -251,12 +242,14 @@ function answer(
     );
   }
 
-  if (!ctx.isValidToken(ctx.tokenFrom(req, url))) return errors.sessionExpired(rid);
+  const caller = ctx.callerOf(ctx.tokenFrom(req, url));
+  if (!caller) return errors.sessionExpired(rid);
+  const self = caller.user.id;
   const badStatus = fault?.kind === "bad-status-value" ? fault.value : undefined;
 
   switch (route.key) {
     case "users/me":
-      return json(200, state.profileJson(state.bot, true));
+      return json(200, state.profileJson(caller.user, true, caller.admin));
 
     case "users": {
       let page = goAtoi(q.get("page"));
@@ -274,7 +267,8 @@ function answer(
       const slice = matching.slice(start, start + perPage);
       return json(
         200,
-        slice.map((u) => state.profileJson(u, u.id === state.bot.id)),
+        // Lists hide the caller's own email too (ShowEmailAddress off); users/me shows it.
+        slice.map((u) => state.profileJson(u, false, caller.admin)),
       );
     }
 
@@ -312,11 +306,11 @@ function answer(
 
     case "users/{id}":
     case "users/{id}/status": {
-      const id = route.userId === "me" ? state.bot.id : (route.userId ?? "");
+      const id = route.userId === "me" ? self : (route.userId ?? "");
       if (!/^[a-z0-9]{26}$/.test(id)) return errors.invalidUrlParam("user_id", rid);
       if (route.key === "users/{id}") {
         const u = state.get(id);
-        return u ? json(200, state.profileJson(u, u.id === state.bot.id)) : errors.userNotFound(rid);
+        return u ? json(200, state.profileJson(u, u.id === self, caller.admin)) : errors.userNotFound(rid);
       }
       if (!state.enableUserStatuses) return errors.statusNotFound(rid);
       const s = state.statusJson(id);
@@ -327,28 +321,28 @@ function answer(
       return updateStatus(ctx, route.userId === "me" ? state.bot.id : (route.userId ?? ""), body, rid);
 
     case "config": {
-      if (!ctx.botIsAdmin) return errors.forbidden(rid);
+      if (!caller.admin) return errors.forbidden(rid);
       // Mattermost's config API replaces secret values with this fixed mask.
       const mask = (settings: Record<string, unknown>) =>
         Object.fromEntries(Object.keys(settings).map((k) => [k, "********************************"]));
-      const plugins = ctx.obfuscatePluginSettings
-        ? Object.fromEntries(Object.entries(ctx.pluginSettings).map(([id, st]) => [id, mask(st)]))
-        : ctx.pluginSettings;
+      // Mattermost leaves out the settings of a plugin it has not installed (no manifest to go by).
+      const installed = Object.entries(ctx.pluginSettings).filter(([id]) => ctx.installedPlugins.has(id));
+      const plugins = Object.fromEntries(
+        ctx.obfuscatePluginSettings ? installed.map(([id, st]) => [id, mask(st)]) : installed,
+      );
       return json(200, {
         ServiceSettings: { SiteURL: ctx.url, EnableUserStatuses: state.enableUserStatuses },
         PrivacySettings: { ShowEmailAddress: state.emailsVisible, ShowFullName: true },
         PluginSettings: {
           Enable: true,
           Plugins: plugins,
-          PluginStates: Object.fromEntries(
-            Object.keys(ctx.pluginSettings).map((id) => [id, { Enable: true }]),
-          ),
+          PluginStates: Object.fromEntries([...ctx.installedPlugins].map((id) => [id, { Enable: true }])),
         },
       });
     }
 
     default:
-      return errors.notFound(rid);
+      return errors.notFound(url.pathname);
   }
 }
 

@@ -258,7 +258,7 @@ test("GET /users: sorted by username, paged, per_page default 60 and cap 200, ac
 });
 
 test("emails hidden → every other user's email is empty", async (t) => {
-  const h = await startSim(t, { users: 20, emailsVisible: false });
+  const h = await startSim(t, { users: 20, emailsVisible: false, botIsAdmin: false });
   const users = await allUsers(h, "active=true");
   const others = users.filter((u) => u.id !== h.sim.botUser.id);
   assert.ok(others.length > 0);

@@ -162,7 +162,13 @@ describe("readiness and the keepalive", () => {
 
 describe("a token that sees no emails", () => {
   test("is reported loudly at startup (the token's own user is the only one with an email)", async () => {
-    const sim = new MattermostSimulator({ token: TOKEN, users: 20, seed: 8, emailsVisible: false });
+    const sim = new MattermostSimulator({
+      token: TOKEN,
+      users: 20,
+      seed: 8,
+      emailsVisible: false,
+      botIsAdmin: false,
+    });
     await sim.start(0, "127.0.0.1");
     const gw = await startGateway(sim, { PRESENCE_POLL_INTERVAL_MS: "250" });
     try {
