@@ -318,7 +318,7 @@ function answer(
     }
 
     case "update-status":
-      return updateStatus(ctx, route.userId === "me" ? state.bot.id : (route.userId ?? ""), body, rid);
+      return updateStatus(ctx, caller, route.userId === "me" ? self : (route.userId ?? ""), body, rid);
 
     case "config": {
       if (!caller.admin) return errors.forbidden(rid);
@@ -352,7 +352,13 @@ function answer(
  * dnd (with an optional dnd_end_time in seconds) and offline are accepted, ooo is not; the answer
  * is the user's status afterwards.
  */
-function updateStatus(ctx: SimContext, id: string, body: Buffer, rid: string): Reply {
+function updateStatus(
+  ctx: SimContext,
+  caller: { user: { id: string }; admin: boolean },
+  id: string,
+  body: Buffer,
+  rid: string,
+): Reply {
   const { state } = ctx;
   if (!/^[a-z0-9]{26}$/.test(id)) return errors.invalidUrlParam("user_id", rid);
   let parsed: unknown;
@@ -363,7 +369,7 @@ function updateStatus(ctx: SimContext, id: string, body: Buffer, rid: string): R
   }
   const req = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>;
   if (req.user_id !== id) return errors.invalidBodyParam("user_id", rid);
-  if (id !== state.bot.id && !ctx.botIsAdmin) return errors.forbidden(rid);
+  if (id !== caller.user.id && !caller.admin) return errors.forbidden(rid);
   const status = req.status;
   if (status !== "online" && status !== "away" && status !== "dnd" && status !== "offline") {
     return errors.invalidBodyParam("status", rid);
@@ -372,6 +378,6 @@ function updateStatus(ctx: SimContext, id: string, body: Buffer, rid: string): R
   const end = typeof req.dnd_end_time === "number" && req.dnd_end_time > 0 ? req.dnd_end_time : 0;
   // With statuses off, Mattermost drops the change and then finds no status to answer with.
   if (!state.enableUserStatuses) return errors.statusNotFound(rid);
-  state.setStatusByApi(id, status, end);
+  state.setStatus(id, status, end);
   return json(200, state.statusJson(id));
 }

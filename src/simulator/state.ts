@@ -342,18 +342,6 @@ export class SimState {
     this.writeStatus(userId, status, dndEndTime);
   }
 
-  /**
-   * A status set through PUT /users/{id}/status: Mattermost keeps "online" automatic (manual
-   * false) and every other status manual, and truncates a dnd end time (Unix seconds) to the minute.
-   */
-  setStatusByApi(userId: string, status: Exclude<SimStatus, "ooo">, dndEndTime: number): void {
-    this.mustGet(userId, "setStatusByApi");
-    this.writeStatus(userId, status);
-    const rec = this.statuses.get(userId)!;
-    rec.manual = status !== "online";
-    rec.dnd_end_time = status === "dnd" && dndEndTime > 0 ? dndEndTime - (dndEndTime % 60) : 0;
-  }
-
   setActive(userId: string, active: boolean): void {
     const u = this.mustGet(userId, active ? "reactivateUser" : "deactivateUser");
     const now = Date.now();

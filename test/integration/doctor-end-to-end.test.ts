@@ -44,7 +44,7 @@ async function ready(gw: GatewayProcess): Promise<void> {
 }
 
 async function doctor(sim: MattermostSimulator, gatewayUrl: string, extra: string[] = []) {
-  const res = await runCli(["doctor", "--gateway", gatewayUrl, "--end-to-end", ...extra], env(sim), 20_000);
+  const res = await runCli(["doctor", "--gateway", gatewayUrl, "--end-to-end", ...extra], env(sim), 70_000);
   assert.doesNotMatch(res.stdout + res.stderr, new RegExp(`${TOKEN}|${SECRET}`), "no secret printed");
   return { ...res, out: lines(res.stdout) };
 }
@@ -75,7 +75,8 @@ describe("outlook-presence doctor --end-to-end, real CLI processes against the s
   test("the bot's status change arrives on /ws: PASS with the latency, status put back, exit 0", async () => {
     const bot = sim.botUser.id;
     assert.equal(sim.getStatus(bot), undefined, "the bot starts without a status record (offline)");
-    const r = await doctor(sim, gw.url);
+    // A margin far above the 250 ms poll: a loaded machine must not turn a pass into a fail.
+    const r = await doctor(sim, gw.url, ["--margin-ms", "30000"]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual(
       r.out.filter((l) => l.check.startsWith("e2e-")).map((l) => [l.check, l.verdict]),
@@ -91,7 +92,7 @@ describe("outlook-presence doctor --end-to-end, real CLI processes against the s
     assert.match(line(r.out, "e2e-change").message, /offline → online/);
     assert.match(
       line(r.out, "e2e-arrival").message,
-      /^"online" for @presence-bot \(.+\) arrived on the gateway's \/ws \d+ ms after the change \(limit 5250 ms: PRESENCE_POLL_INTERVAL_MS 250 \+ margin 5000\)$/,
+      /^"online" for @presence-bot \(.+\) arrived on the gateway's \/ws \d+ ms after the change \(limit 30250 ms: PRESENCE_POLL_INTERVAL_MS 250 \+ margin 30000\)$/,
     );
     assert.match(line(r.out, "e2e-restore").message, /back to offline .*arrived on \/ws in \d+ ms/);
     assert.equal(sim.getStatus(bot), "offline", "put back");
@@ -101,10 +102,10 @@ describe("outlook-presence doctor --end-to-end, real CLI processes against the s
   test("--user by email: a user who is online is set away and put back online", async () => {
     const u = sim.listUsers().find((x) => !x.is_bot && x.delete_at === 0 && x.id !== sim.botUser.id)!;
     sim.setStatus(u.id, "online");
-    const r = await doctor(sim, gw.url, ["--user", u.email.toUpperCase(), "--margin-ms", "3000"]);
+    const r = await doctor(sim, gw.url, ["--user", u.email.toUpperCase(), "--margin-ms", "30000"]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(line(r.out, "e2e-change").message, new RegExp(`@${u.username} .* online → away`));
-    assert.match(line(r.out, "e2e-arrival").message, /margin 3000\)$/);
+    assert.match(line(r.out, "e2e-arrival").message, /margin 30000\)$/);
     assert.equal(sim.getStatus(u.id), "online");
   });
 
