@@ -53,7 +53,8 @@ install() {
   echo "== downloading $MM_MODULE@$MM_VERSION (log: $log)"
   local mod
   if ! mod=$(go mod download -json "$MM_MODULE@$MM_VERSION" 2>>"$log"); then
-    skip "go mod download $MM_MODULE@$MM_VERSION failed: $(tail -c 400 "$log")"
+    # -json reports the proxy's refusal in its "Error" field on stdout.
+    skip "go mod download $MM_MODULE@$MM_VERSION failed: $(printf '%s' "$mod" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' | head -c 400) $(tail -c 300 "$log")"
   fi
   local moddir
   moddir=$(printf '%s' "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')

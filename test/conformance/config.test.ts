@@ -51,6 +51,7 @@ test("the gateway reads a not-installed plugin's settings as missing, and says w
       assert.equal(err.problem, "missing");
       assert.match(err.message, /PRESENCE_SECRET/);
       assert.match(err.message, /install/);
+      assert.match(err.message, /not installed/, "says why the settings are missing");
       return true;
     },
   );

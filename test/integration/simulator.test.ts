@@ -349,6 +349,31 @@ test("EnableUserStatuses off → status/ids answers []", async (t) => {
   assert.equal((await jsonOf<unknown[]>(await h.statusIds(ids))).length, ids.length);
 });
 
+test("offline set like PUT users/{id}/status stamps last_activity_at; away keeps it (as Mattermost 11.4)", async (t) => {
+  const h = await startSim(t, { users: 40 });
+  // Generated records carry activity times from 2024.
+  const withRecord = h.sim.listUsers().filter((u) => h.sim.getStatus(u.id) !== undefined);
+  const [a, b] = withRecord as [SimUser, SimUser];
+  const before = Date.now();
+  const [oldA] = await jsonOf<StatusItem[]>(await h.statusIds([a.id]));
+  assert.ok(oldA!.last_activity_at < before - 86_400_000);
+  h.sim.setStatus(a.id, "offline");
+  h.sim.setStatus(b.id, "away");
+  const [newA] = await jsonOf<StatusItem[]>(await h.statusIds([a.id]));
+  const [newB] = await jsonOf<StatusItem[]>(await h.statusIds([b.id]));
+  assert.ok(newA!.last_activity_at >= before);
+  assert.ok(newB!.last_activity_at < before - 86_400_000);
+});
+
+test("config/client answers the old format whatever format says (Mattermost 11 no longer answers 501)", async (t) => {
+  const h = await startSim(t);
+  for (const q of ["", "?format=new", "?format=old"]) {
+    const res = await h.api(`config/client${q}`, { token: null });
+    assert.equal(res.status, 200, q);
+    assert.equal((await jsonOf<Record<string, string>>(res)).EnableUserStatuses, "true");
+  }
+});
+
 // ---------------------------------------------------------------- faults
 
 test("fault down: connections reset, WebSocket refused; cleared → back", async (t) => {
