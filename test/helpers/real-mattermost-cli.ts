@@ -5,7 +5,8 @@
  *   node dist/test/helpers/real-mattermost-cli.js [--rate-limit] [--users N] -- <command> [args…]
  *
  * The command gets MM_REAL_* (see REAL_ENV) and the conformance suite's CONFORMANCE_MATTERMOST_URL,
- * CONFORMANCE_ADMIN_TOKEN (the system admin's session), CONFORMANCE_BOT_TOKEN (the plain bot's)
+ * CONFORMANCE_ADMIN_TOKEN (the system admin's session), CONFORMANCE_GATEWAY_TOKEN (the
+ * system-admin bot's), CONFORMANCE_BOT_TOKEN (the plain bot's)
  * and, with --rate-limit, CONFORMANCE_RATE_LIMIT_HEADER. Exit code: the command's; 3 (with a loud SKIP line) when the server
  * cannot be installed here, without running the command; 1 when it was installed but did not start.
  * The server is stopped and its database dropped on exit, also on SIGINT/SIGTERM.
@@ -57,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
     ...realMattermostEnv(server),
     CONFORMANCE_MATTERMOST_URL: server.url,
     CONFORMANCE_ADMIN_TOKEN: server.adminToken,
+    CONFORMANCE_GATEWAY_TOKEN: server.botToken,
     CONFORMANCE_BOT_TOKEN: server.plainBotToken,
     ...(rateLimit ? { CONFORMANCE_RATE_LIMIT_HEADER: rateLimit.header } : {}),
   };
