@@ -28,7 +28,7 @@ test("every answer carries X-Version-Id (version.build.hash.enterprise) and X-Re
 test("GET users/me with the admin token answers its own user, with roles", async () => {
   const t = target();
   const me = await jsonOf<Profile>(await t.api("users/me"));
-  assert.equal(me.id, t.adminUserId);
+  assert.equal(me.id, t.tokenUserId);
   assert.match(me.roles, /\bsystem_admin\b/);
 });
 

@@ -73,7 +73,7 @@ export async function allUsers(
   t: Target,
   query: string,
   perPage = 200,
-  token: string = t.adminToken,
+  token: string = t.token,
 ): Promise<Profile[]> {
   const out: Profile[] = [];
   for (let page = 0; page < 10_000; page++) {
@@ -86,7 +86,7 @@ export async function allUsers(
   throw new Error("more than 10,000 pages");
 }
 
-export async function statusIds(t: Target, ids: unknown, token: string = t.adminToken): Promise<Response> {
+export async function statusIds(t: Target, ids: unknown, token: string = t.token): Promise<Response> {
   return t.api("users/status/ids", { method: "POST", body: JSON.stringify(ids), token });
 }
 

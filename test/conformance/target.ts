@@ -5,7 +5,10 @@
  * simulator's methods on the simulator (which serves only what the gateway reads).
  *
  *   CONFORMANCE_MATTERMOST_URL    a Mattermost (unset: the simulator)
- *   CONFORMANCE_ADMIN_TOKEN       a system admin's token (session or personal access token)
+ *   CONFORMANCE_ADMIN_TOKEN       a system admin's token (session or personal access token): setup
+ *   CONFORMANCE_GATEWAY_TOKEN     optional: the token the assertions read with, as the gateway
+ *                                 would: a system-admin bot's access token (default: the admin's;
+ *                                 bots cannot create the bots the setup needs, hence two)
  *   CONFORMANCE_BOT_TOKEN         optional: a token without manage_system (e.g. a plain bot's)
  *   CONFORMANCE_RATE_LIMIT_HEADER optional: RateLimitSettings.VaryByHeader of that server, which lets
  *                                 the 429 assertion exhaust a bucket of its own
@@ -56,8 +59,11 @@ export interface Admin {
 export interface Target {
   kind: "real" | "simulator";
   url: string;
+  /** What the assertions read with (the gateway's kind of token, with manage_system). */
+  token: string;
+  tokenUserId: string;
+  /** What the setup (Admin) writes with. */
   adminToken: string;
-  adminUserId: string;
   /** undefined: the assertions about a non-admin's view are skipped, saying why. */
   plainToken: string | undefined;
   rateLimitHeader: string | undefined;
@@ -92,18 +98,20 @@ export async function openTarget(env: NodeJS.ProcessEnv = process.env): Promise<
   if (url) {
     const adminToken = env.CONFORMANCE_ADMIN_TOKEN;
     if (!adminToken) throw new Error("CONFORMANCE_MATTERMOST_URL is set but CONFORMANCE_ADMIN_TOKEN is not");
-    const api = apiFn(url, adminToken);
+    const token = env.CONFORMANCE_GATEWAY_TOKEN || adminToken;
+    const api = apiFn(url, token);
     const me = await api("users/me");
-    if (me.status !== 200) throw new Error(`CONFORMANCE_ADMIN_TOKEN: users/me answered ${me.status}`);
-    const adminUserId = ((await me.json()) as { id: string }).id;
+    if (me.status !== 200) throw new Error(`the suite's token: users/me answered ${me.status}`);
+    const tokenUserId = ((await me.json()) as { id: string }).id;
     return {
       kind: "real",
       url,
+      token,
+      tokenUserId,
       adminToken,
-      adminUserId,
       plainToken: env.CONFORMANCE_BOT_TOKEN || undefined,
       rateLimitHeader: env.CONFORMANCE_RATE_LIMIT_HEADER || undefined,
-      admin: new RestAdmin(api),
+      admin: new RestAdmin(apiFn(url, adminToken)),
       sim: undefined,
       api,
       close: async () => undefined,
@@ -114,8 +122,9 @@ export async function openTarget(env: NodeJS.ProcessEnv = process.env): Promise<
   return {
     kind: "simulator",
     url: simUrl,
+    token: SIM_ADMIN_TOKEN,
+    tokenUserId: sim.botUser.id,
     adminToken: SIM_ADMIN_TOKEN,
-    adminUserId: sim.botUser.id,
     plainToken: SIM_PLAIN_TOKEN,
     rateLimitHeader: undefined,
     admin: new SimAdmin(sim),

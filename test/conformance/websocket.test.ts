@@ -58,7 +58,7 @@ async function listen(c: TestContext, token: string): Promise<Listener> {
 }
 
 test("a WebSocket authenticated by the Authorization header gets hello first, seq 0", async (c) => {
-  const l = await listen(c, target().adminToken);
+  const l = await listen(c, target().token);
   const hello = await l.next((e) => e.event === "hello", "hello");
   assert.equal(l.events[0], hello);
   assert.equal(hello.seq, 0);
@@ -70,7 +70,7 @@ test("a WebSocket with a wrong token gets no hello", async (c) => {
   // Mattermost keeps the socket open for an authentication_challenge; a ping answer proves the
   // server has read what it will read before we look.
   const ws = new WebSocket(`${target().url.replace(/^http/, "ws")}/api/v4/websocket`, {
-    headers: { Authorization: `Bearer ${target().adminToken}` },
+    headers: { Authorization: `Bearer ${target().token}` },
   });
   c.after(() => ws.terminate());
   await new Promise((r) => ws.once("message", r));
@@ -82,7 +82,7 @@ test("a WebSocket with a wrong token gets no hello", async (c) => {
 
 test("creating a user broadcasts new_user {user_id} to the admin token's socket", async (c) => {
   const t = target();
-  const l = await listen(c, t.adminToken);
+  const l = await listen(c, t.token);
   await l.next((e) => e.event === "hello", "hello");
   const u = await t.admin.createUser();
   const ev = await l.next((e) => e.event === "new_user" && e.data?.user_id === u.id, "new_user");
@@ -101,7 +101,7 @@ test("creating a user broadcasts new_user to a non-admin token's socket too", as
 test("changing a user's profile broadcasts user_updated {user}", async (c) => {
   const t = target();
   const u = await t.admin.createUser();
-  const l = await listen(c, t.adminToken);
+  const l = await listen(c, t.token);
   await l.next((e) => e.event === "hello", "hello");
   await t.admin.touch(u);
   const ev = await l.next(
@@ -114,7 +114,7 @@ test("changing a user's profile broadcasts user_updated {user}", async (c) => {
 test("deactivating a user broadcasts user_activation_status_change", async (c) => {
   const t = target();
   const u = await t.admin.createUser();
-  const l = await listen(c, t.adminToken);
+  const l = await listen(c, t.token);
   await l.next((e) => e.event === "hello", "hello");
   await t.admin.deactivate(u);
   await l.next((e) => e.event === "user_activation_status_change", "user_activation_status_change");
@@ -123,7 +123,7 @@ test("deactivating a user broadcasts user_activation_status_change", async (c) =
 test("deactivating a user broadcasts user_updated with its delete_at set", async (c) => {
   const t = target();
   const u = await t.admin.createUser();
-  const l = await listen(c, t.adminToken);
+  const l = await listen(c, t.token);
   await l.next((e) => e.event === "hello", "hello");
   await t.admin.deactivate(u);
   const ev = await l.next(
@@ -135,7 +135,7 @@ test("deactivating a user broadcasts user_updated with its delete_at set", async
 
 test("saving the config (plugin settings) broadcasts config_changed to the admin token's socket", async (c) => {
   const t = target();
-  const l = await listen(c, t.adminToken);
+  const l = await listen(c, t.token);
   await l.next((e) => e.event === "hello", "hello");
   const undo = await t.admin.patch({ plugin: { id: PLUGIN_ID, settings: { Secret: `s${tag()}` } } });
   c.after(() => t.admin.patch(undo));
@@ -145,7 +145,7 @@ test("saving the config (plugin settings) broadcasts config_changed to the admin
 test("a status change through the API sends no broadcast event to another token's socket", async (c) => {
   const t = target();
   const u = await t.admin.createUser();
-  const l = await listen(c, t.adminToken);
+  const l = await listen(c, t.token);
   await l.next((e) => e.event === "hello", "hello");
   await t.admin.setStatus(u.id, "dnd");
   // A later broadcast that surely arrives marks the point by which a status event would have come.

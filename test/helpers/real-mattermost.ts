@@ -51,10 +51,10 @@ export interface RateLimitOptions {
   perSec: number;
   maxBurst: number;
   /**
-   * Requests are bucketed by this header's value (and nothing else), so a test that wants a 429 sends
-   * its own value and exhausts only its own bucket. The rate limiter is set up only when the server
-   * starts (Mattermost 11 reads RateLimitSettings once), hence an option here rather than a test's
-   * config patch.
+   * Requests are bucketed by token (VaryByUser) and this header's value, so each token has a quota
+   * of its own and a test that wants a 429 sends its own value and exhausts only its own bucket. The
+   * rate limiter is set up only when the server starts (Mattermost 11 reads RateLimitSettings once),
+   * hence an option here rather than a test's config patch.
    */
   header: string;
 }
@@ -199,7 +199,7 @@ export async function startRealMattermost(opts: StartOptions = {}): Promise<Real
       MM_RATELIMITSETTINGS_PERSEC: String(opts.rateLimit.perSec),
       MM_RATELIMITSETTINGS_MAXBURST: String(opts.rateLimit.maxBurst),
       MM_RATELIMITSETTINGS_VARYBYREMOTEADDR: "false",
-      MM_RATELIMITSETTINGS_VARYBYUSER: "false",
+      MM_RATELIMITSETTINGS_VARYBYUSER: "true",
       MM_RATELIMITSETTINGS_VARYBYHEADER: opts.rateLimit.header,
     });
   }
