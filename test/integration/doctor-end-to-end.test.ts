@@ -7,7 +7,8 @@ import { CLI, GatewayProcess, runCli } from "../helpers/gateway-process.js";
 
 const TOKEN = `e2e-token-${process.pid}-abcdef`;
 const SECRET = `e2e-secret-${process.pid}-abcdef`;
-const POLL_MS = "250";
+/** Above what one status request takes on a loaded machine, so doctor's poll-cost check passes. */
+const POLL_MS = "1000";
 
 interface Line {
   verdict: string;
@@ -75,7 +76,7 @@ describe("outlook-presence doctor --end-to-end, real CLI processes against the s
   test("the bot's status change arrives on /ws: PASS with the latency, status put back, exit 0", async () => {
     const bot = sim.botUser.id;
     assert.equal(sim.getStatus(bot), undefined, "the bot starts without a status record (offline)");
-    // A margin far above the 250 ms poll: a loaded machine must not turn a pass into a fail.
+    // A margin far above the poll interval: a loaded machine must not turn a pass into a fail.
     const r = await doctor(sim, gw.url, ["--margin-ms", "30000"]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual(
@@ -92,7 +93,7 @@ describe("outlook-presence doctor --end-to-end, real CLI processes against the s
     assert.match(line(r.out, "e2e-change").message, /offline → online/);
     assert.match(
       line(r.out, "e2e-arrival").message,
-      /^"online" for @presence-bot \(.+\) arrived on the gateway's \/ws \d+ ms after the change \(limit 30250 ms: PRESENCE_POLL_INTERVAL_MS 250 \+ margin 30000\)$/,
+      /^"online" for @presence-bot \(.+\) arrived on the gateway's \/ws \d+ ms after the change \(limit 31000 ms: PRESENCE_POLL_INTERVAL_MS 1000 \+ margin 30000\)$/,
     );
     assert.match(line(r.out, "e2e-restore").message, /back to offline .*arrived on \/ws in \d+ ms/);
     assert.equal(sim.getStatus(bot), "offline", "put back");
@@ -116,7 +117,7 @@ describe("outlook-presence doctor --end-to-end, real CLI processes against the s
     assert.equal(line(r.out, "e2e-listed").verdict, "PASS", "same ids, so it looks listed");
     const a = line(r.out, "e2e-arrival");
     assert.equal(a.verdict, "FAIL");
-    assert.match(a.message, /^no "online" for @presence-bot .* within 750 ms: .*MATTERMOST_URL/);
+    assert.match(a.message, /^no "online" for @presence-bot .* within 1500 ms: .*MATTERMOST_URL/);
     assert.equal(line(r.out, "e2e-restore").verdict, "WARN", "its restore does not arrive either");
     assert.equal(sim.getStatus(sim.botUser.id), "offline", "put back after the failure");
     assert.equal((sim.stats.requests["update-status"] ?? 0) - before, 2);
