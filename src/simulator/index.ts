@@ -12,8 +12,10 @@
  * - GET  users/stats                       {"total_users_count": active users, bots included}
  * - POST users/status/ids                  see http.ts for the exact refusals
  * - GET  users/{user_id}, users/{user_id}/status
- * - GET  config/client?format=old          (no session) a few keys
- * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin)
+ * - GET  config/client[?format=…]          a few keys, whatever the format; without a session the
+ *                                          limited config (no ShowEmailAddress)
+ * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin;
+ *                                          settings of plugins not installed left out)
  * - GET  websocket                         upgrade; hello, new_user, user_updated,
  *                                          user_activation_status_change
  *
