@@ -13,9 +13,11 @@
  * - POST users/status/ids                  see http.ts for the exact refusals
  * - GET  users/{user_id}, users/{user_id}/status
  * - PUT  users/{user_id}/status            {"user_id","status"[,"dnd_end_time"]}: the token's own
- *                                          user, or anyone when the bot is an admin; no ooo
- * - GET  config/client?format=old          (no session) a few keys
- * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin)
+ *                                          user, or anyone for an admin token; no ooo
+ * - GET  config/client[?format=…]          a few keys, whatever the format; without a session the
+ *                                          limited config (no ShowEmailAddress)
+ * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin;
+ *                                          settings of plugins not installed left out)
  * - GET  websocket                         upgrade; hello, new_user, user_updated,
  *                                          user_activation_status_change
  *
