@@ -17,8 +17,9 @@ import {
 } from "../mattermost/client.js";
 import { UpstreamError } from "../mattermost/errors.js";
 import { PluginSettingsError, fetchPluginSettings } from "../mattermost/plugin-settings.js";
+import { DEFAULT_MARGIN_MS, checkEndToEnd, type EndToEndOptions } from "./end-to-end.js";
 
-const HELP = `Usage: outlook-presence doctor [--gateway URL] [settings flags]
+const HELP = `Usage: outlook-presence doctor [--gateway URL [--end-to-end [--user NAME] [--margin-ms MS]]] [settings flags]
 
 Checks the configured Mattermost (MATTERMOST_URL, MATTERMOST_TOKEN, from flags, the environment or
 *_FILE files, as start reads them) and prints one line per check: PASS, WARN, FAIL or SKIP, and
@@ -27,6 +28,15 @@ or, when that is unset or PRESENCE_SETTINGS_FROM_MATTERMOST=true, the old plugin
 from Mattermost (FAIL if they cannot be read, SKIP if Mattermost is unreachable). With --gateway
 URL it also checks that the gateway at URL (or the Mattermost host routing the plugin path to it)
 answers /status with that secret.
+
+--end-to-end (with --gateway) then proves the whole path: it changes the status of the token's own
+user (the gateway's bot when doctor runs with the gateway's settings), or of --user NAME (a
+username or email; needs an admin's token), through Mattermost's API, waits for that change on the
+gateway's /ws as a provider receives it, within PRESENCE_POLL_INTERVAL_MS (give the gateway's) plus
+--margin-ms (default ${DEFAULT_MARGIN_MS}), prints the measured latency, and puts the status back
+(also on failure or Ctrl-C). A user who is out of office is refused: leaving ooo through the API
+turns off their automatic replies. Through the API only "online" is automatic: a user put back to
+away, dnd or offline is then kept as set manually; prefer the bot.
 
 Exit codes: 0 every check passed, 1 a check warned, failed or was skipped, 2 bad usage or
 configuration.
@@ -70,6 +80,7 @@ export async function runChecks(
   config: Config,
   gatewayUrl: string | undefined,
   emit: (r: CheckResult) => void,
+  endToEnd?: EndToEndOptions,
 ): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   // Mattermost's error texts can repeat what it was sent (an echoed Authorization header).
@@ -88,6 +99,10 @@ export async function runChecks(
   const url = config.mattermostUrl;
   const timeout = config.requestTimeoutMs;
   const client = new MattermostClient({ url, token: config.mattermostToken, timeoutMs: timeout });
+
+  // What the checks learn, declared first: checkSecretAndGateway reads them on every path.
+  let me: Awaited<ReturnType<MattermostClient["getMe"]>> | undefined;
+  let users: DirectoryUser[] | undefined;
 
   // 1. Reachable, and Mattermost.
   let reachable = false;
@@ -123,7 +138,6 @@ export async function runChecks(
   }
 
   // 2. Token valid, and whose.
-  let me: Awaited<ReturnType<MattermostClient["getMe"]>> | undefined;
   try {
     me = await client.getMe();
     const kind = me.isBot ? "bot" : "user (a bot account outlives people leaving)";
@@ -142,7 +156,6 @@ export async function runChecks(
   }
 
   // 3. Emails visible.
-  let users: DirectoryUser[] | undefined;
   if (me) {
     try {
       users = [];
@@ -276,8 +289,26 @@ export async function runChecks(
     const secret = await checkSecret(config, mattermostReachable ? client : undefined, report);
     checkStrength(config, report);
     if (!gatewayUrl) return;
+    let gatewayOk = false;
     if (secret === undefined) report("SKIP", "gateway", "needs the secret");
-    else await checkGateway(secret, gatewayUrl, config.requestTimeoutMs, report);
+    else gatewayOk = await checkGateway(secret, gatewayUrl, config.requestTimeoutMs, report);
+    if (!endToEnd) return;
+    if (!gatewayOk || secret === undefined)
+      report("SKIP", "end-to-end", "needs a gateway that answers /status");
+    else if (!me || !users) report("SKIP", "end-to-end", "needs a valid token and the user list");
+    else {
+      await checkEndToEnd(
+        client,
+        users,
+        me.id,
+        gatewayUrl,
+        secret,
+        config.pollIntervalMs,
+        config.requestTimeoutMs,
+        endToEnd,
+        report,
+      );
+    }
   }
 }
 
@@ -341,7 +372,7 @@ async function checkGateway(
   gatewayUrl: string,
   timeoutMs: number,
   report: (verdict: Verdict, check: string, message: string) => void,
-): Promise<void> {
+): Promise<boolean> {
   const base = gatewayUrl.replace(/\/+$/, "");
   const target = `${base}${COMPAT_BASE}/status`;
   let res: Response;
@@ -351,7 +382,7 @@ async function checkGateway(
     });
   } catch (err) {
     report("FAIL", "gateway", `cannot reach ${base} (${networkCode(err)}): is the gateway running there?`);
-    return;
+    return false;
   }
   const text = await res.text().catch(() => "");
   let body: unknown;
@@ -363,6 +394,7 @@ async function checkGateway(
   const message = (body as { error?: { message?: unknown } } | undefined)?.error?.message;
   if (res.status === 200 && Array.isArray(body)) {
     report("PASS", "gateway", `${base} answers /status with the secret (${body.length} users on page 0)`);
+    return true;
   } else if (res.status === 403) {
     report(
       "FAIL",
@@ -384,23 +416,47 @@ async function checkGateway(
   } else {
     report("FAIL", "gateway", `${base} answered /status with HTTP ${res.status}, not a JSON array`);
   }
+  return false;
+}
+
+interface DoctorArgs {
+  gateway?: string;
+  endToEnd: boolean;
+  user?: string;
+  marginMs: number;
+  help: boolean;
+  rest: string[];
 }
 
 /** Splits doctor's own flags from the settings flags, which go to the config loader. */
-function parseDoctorArgs(argv: readonly string[]): { gateway?: string; help: boolean; rest: string[] } {
+function parseDoctorArgs(argv: readonly string[]): DoctorArgs {
   const rest: string[] = [];
-  let gateway: string | undefined;
+  const own: Record<"gateway" | "user" | "margin-ms", string | undefined> = {
+    gateway: undefined,
+    user: undefined,
+    "margin-ms": undefined,
+  };
+  const example = {
+    gateway: "a URL such as http://127.0.0.1:8080",
+    user: "a username or email",
+    "margin-ms": "milliseconds",
+  };
   let help = false;
+  let endToEnd = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const name = (Object.keys(own) as (keyof typeof own)[]).find(
+      (k) => a === `--${k}` || a.startsWith(`--${k}=`),
+    );
     if (a === "--help" || a === "-h") help = true;
-    else if (a === "--gateway") {
-      gateway = argv[++i];
-      if (gateway === undefined)
-        throw new ConfigError(["--gateway: expected a URL such as http://127.0.0.1:8080"]);
-    } else if (a.startsWith("--gateway=")) gateway = a.slice("--gateway=".length);
-    else rest.push(a);
+    else if (a === "--end-to-end") endToEnd = true;
+    else if (name) {
+      const value = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
+      if (value === undefined) throw new ConfigError([`--${name}: expected ${example[name]}`]);
+      own[name] = value;
+    } else rest.push(a);
   }
+  const gateway = own.gateway;
   if (gateway !== undefined) {
     let ok = false;
     try {
@@ -413,12 +469,50 @@ function parseDoctorArgs(argv: readonly string[]): { gateway?: string; help: boo
         `--gateway: expected an absolute URL such as http://127.0.0.1:8080, got ${JSON.stringify(gateway)}`,
       ]);
   }
-  return { gateway, help, rest };
+  let marginMs = DEFAULT_MARGIN_MS;
+  if (own["margin-ms"] !== undefined) {
+    marginMs = Number(own["margin-ms"]);
+    if (!/^\d+$/.test(own["margin-ms"]) || marginMs > 600_000)
+      throw new ConfigError([
+        `--margin-ms: expected milliseconds from 0 to 600000, got ${JSON.stringify(own["margin-ms"])}`,
+      ]);
+  }
+  if (!endToEnd && (own.user !== undefined || own["margin-ms"] !== undefined))
+    throw new ConfigError(["--user and --margin-ms go with --end-to-end"]);
+  if (endToEnd && gateway === undefined)
+    throw new ConfigError(["--end-to-end: needs --gateway URL, the gateway whose /ws the change must reach"]);
+  return { gateway, endToEnd, user: own.user, marginMs, help, rest };
+}
+
+/**
+ * Ctrl-C or SIGTERM during --end-to-end stops the wait and lets the status be put back; a second
+ * one exits at once, saying so.
+ */
+function interruptible(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onSignal = () => {
+    if (!ac.signal.aborted) {
+      process.stdout.write("interrupted: putting the status back (again to quit at once)\n");
+      ac.abort();
+      return;
+    }
+    process.stderr.write("outlook-presence doctor: quit before the status was put back; check it by hand\n");
+    process.exit(1);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    },
+  };
 }
 
 /** `outlook-presence doctor`: why does Outlook show everyone offline? */
 export async function runDoctor(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parseDoctorArgs>;
+  let args: DoctorArgs;
   let config: Config;
   try {
     args = parseDoctorArgs(argv);
@@ -440,9 +534,19 @@ export async function runDoctor(argv: string[]): Promise<number> {
   // process open until the checks end, and make an early exit a failure.
   process.exitCode = 1;
   const keepAlive = setInterval(() => undefined, 1000);
-  const results = await runChecks(config, args.gateway, (r) => {
-    process.stdout.write(`${r.verdict.padEnd(4)}  ${r.check.padEnd(11)}  ${r.message}\n`);
-  }).finally(() => clearInterval(keepAlive));
+  const interrupt = args.endToEnd ? interruptible() : undefined;
+  const endToEnd = interrupt && { user: args.user, marginMs: args.marginMs, signal: interrupt.signal };
+  const results = await runChecks(
+    config,
+    args.gateway,
+    (r) => {
+      process.stdout.write(`${r.verdict.padEnd(4)}  ${r.check.padEnd(11)}  ${r.message}\n`);
+    },
+    endToEnd,
+  ).finally(() => {
+    clearInterval(keepAlive);
+    interrupt?.dispose();
+  });
   const count = (v: Verdict) => results.filter((r) => r.verdict === v).length;
   const failed = count("FAIL");
   const warned = count("WARN");

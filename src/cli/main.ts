@@ -18,7 +18,9 @@ Commands:
               in the provider's config.json  [--users N] [--port P] [--poll-interval-ms MS]
   doctor      check the configured Mattermost (reachable, token, emails, statuses, poll cost,
               where the secret comes from) and, with --gateway URL, the gateway; one
-              PASS/WARN/FAIL line per check
+              PASS/WARN/FAIL line per check; --end-to-end also changes a status in
+              Mattermost, waits for it on the gateway's /ws and puts it back
+              [--user NAME] [--margin-ms MS] (see: outlook-presence doctor --help)
   simulate    run only the Mattermost simulator (see: outlook-presence simulate --help)
   secret      print a new random secret for PRESENCE_SECRET
   watch       live presence from a gateway's API v2: a table on a terminal, a line per change

@@ -22,6 +22,15 @@ export interface RawStatus {
   lastActivityAt: number;
 }
 
+/** A status record as GET/PUT /users/{id}/status return it. */
+export interface UserStatusRecord {
+  userId: string;
+  status: string;
+  manual: boolean;
+  /** Unix seconds; 0 when unset. */
+  dndEndTime: number;
+}
+
 export interface UpstreamOptions {
   url: string;
   token: string;
@@ -130,6 +139,47 @@ export class MattermostClient {
       username: String(body.username ?? ""),
       roles: String(body.roles ?? ""),
       isBot: body.is_bot === true,
+    };
+  }
+
+  /** One user's status record, with the fields needed to put it back (doctor --end-to-end). */
+  async getStatus(userId: string): Promise<UserStatusRecord> {
+    return this.statusRecord(
+      "users/{id}/status",
+      await this.request("users/{id}/status", `${this.c4.getUserRoute(userId)}/status`, { method: "get" }),
+    );
+  }
+
+  /**
+   * Sets a user's status as an admin or the user does (PUT /users/{id}/status): the token's own
+   * user, or anyone with edit_other_users. Mattermost refuses "ooo" here.
+   */
+  async setStatus(
+    userId: string,
+    status: "online" | "away" | "dnd" | "offline",
+    dndEndTime = 0,
+  ): Promise<UserStatusRecord> {
+    const body: Record<string, unknown> = { user_id: userId, status };
+    if (status === "dnd" && dndEndTime > 0) body.dnd_end_time = dndEndTime;
+    return this.statusRecord(
+      "update-status",
+      await this.request("update-status", `${this.c4.getUserRoute(userId)}/status`, {
+        method: "put",
+        body: JSON.stringify(body),
+      }),
+    );
+  }
+
+  private statusRecord(endpoint: string, body: unknown): UserStatusRecord {
+    const r = body as Record<string, unknown> | null;
+    if (typeof r !== "object" || r === null || !isMattermostId(r.user_id) || typeof r.status !== "string") {
+      throw this.malformed(endpoint, "a status without a valid user_id or status");
+    }
+    return {
+      userId: r.user_id,
+      status: r.status,
+      manual: r.manual === true,
+      dndEndTime: typeof r.dnd_end_time === "number" && r.dnd_end_time > 0 ? r.dnd_end_time : 0,
     };
   }
 

@@ -5,7 +5,11 @@ import { UpstreamError } from "./errors.js";
 /** The old plugin's id: its settings live under PluginSettings.Plugins[PLUGIN_ID]. */
 export const PLUGIN_ID = "com.mattermost.outlook-presence";
 
-/** Mattermost's config API replaces secret values with a fixed run of asterisks. */
+/**
+ * Mattermost's config API replaces the values of settings an installed plugin's manifest marks
+ * `secret` with a fixed run of asterisks, and leaves out every setting of a plugin that is not
+ * installed (Mattermost 11.4, conformance suite).
+ */
 const MASKED = /^\*{8,}$/;
 
 export interface PluginSettings {
@@ -42,7 +46,7 @@ export function parsePluginSettings(config: unknown): PluginSettings {
   if (typeof raw !== "object" || raw === null) {
     throw new PluginSettingsError(
       "missing",
-      `Mattermost's config has no settings for ${PLUGIN_ID}: set PRESENCE_SECRET (\`outlook-presence secret\` makes one), or install the plugin bundle and generate its secret in the System Console`,
+      `Mattermost's config has no settings for ${PLUGIN_ID} (its config API leaves out the settings of a plugin that is not installed): set PRESENCE_SECRET (\`outlook-presence secret\` makes one), or install the plugin bundle and generate its secret in the System Console`,
     );
   }
   const settings = raw as Record<string, unknown>;
@@ -50,7 +54,7 @@ export function parsePluginSettings(config: unknown): PluginSettings {
   if (typeof secret === "string" && MASKED.test(secret)) {
     throw new PluginSettingsError(
       "obfuscated",
-      `Mattermost hides ${PLUGIN_ID}'s settings from its config API (secret settings, and every setting of a plugin that is not installed): set PRESENCE_SECRET to the secret your desktops use (MattermostSecret in the provider's config.json)`,
+      `Mattermost hides ${PLUGIN_ID}'s secret from its config API (the installed plugin's manifest marks it secret): set PRESENCE_SECRET to the secret your desktops use (MattermostSecret in the provider's config.json)`,
     );
   }
   if (typeof secret !== "string" || secret.trim() === "") {

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Fault, RouteKey } from "./faults.js";
 import { newId, stream, type Rng } from "./prng.js";
-import type { SimState } from "./state.js";
+import type { SimState, SimUser } from "./state.js";
 
 export interface SimStats {
   /** Requests received per route key (faulted ones included; see ROUTE_KEYS in faults.ts). */
@@ -13,6 +13,11 @@ export interface SimStats {
   statusIdsMaxInFlight: number;
   /** Most distinct ids seen in one (well-formed) `status/ids` request. */
   statusIdsMaxIds: number;
+  /**
+   * `status/ids` requests holding an id without a status record. Mattermost's status cache holds
+   * only records, so each such request costs it a database query (bench upstream-real).
+   */
+  statusIdsMissingRecord: number;
   /** Date.now() of the last request per route key. */
   lastRequestAt: Record<string, number>;
 }
@@ -26,6 +31,10 @@ export class SimContext {
   statusIdsInFlight = 0;
   /** false: the token lacks manage_system, so GET /api/v4/config answers 403. */
   botIsAdmin = true;
+  /** The second accepted token, of a bot without system_admin (state.plainBot); undefined: none. */
+  plainToken: string | undefined;
+  /** Plugins Mattermost has installed: GET /api/v4/config leaves out the settings of any other. */
+  readonly installedPlugins = new Set<string>();
   /** true: GET /api/v4/config masks every plugin setting, as Mattermost does for secret settings. */
   obfuscatePluginSettings = false;
   readonly stats: SimStats = {
@@ -33,6 +42,7 @@ export class SimContext {
     statusIdsRequests: 0,
     statusIdsMaxInFlight: 0,
     statusIdsMaxIds: 0,
+    statusIdsMissingRecord: 0,
     lastRequestAt: {},
   };
   readonly shuffleRng: Rng;
@@ -59,9 +69,12 @@ export class SimContext {
     return newId(this.idRng);
   }
 
-  /** Mattermost's client config (format=old), a few keys; values are strings as in Mattermost. */
-  clientConfig(): Record<string, string> {
-    return {
+  /**
+   * Mattermost's client config (format=old), a few keys; values are strings as in Mattermost. Without
+   * a session Mattermost answers the limited one, which has EnableUserStatuses but not ShowEmailAddress.
+   */
+  clientConfig(full = true): Record<string, string> {
+    const cfg: Record<string, string> = {
       BuildEnterpriseReady: "false",
       BuildHash: "simulator",
       BuildNumber: "12345",
@@ -72,6 +85,8 @@ export class SimContext {
       SiteURL: this.url,
       Version: this.version,
     };
+    if (!full) delete cfg.ShowEmailAddress;
+    return cfg;
   }
 
   /** Like Mattermost's X-Version-Id: version.build.clientConfigHash.enterpriseReady. */
@@ -96,7 +111,15 @@ export class SimContext {
   }
 
   isValidToken(token: string | undefined): boolean {
-    return token !== undefined && token !== "" && token === this.token;
+    return this.callerOf(token) !== undefined;
+  }
+
+  /** Who a token belongs to, and whether it has manage_system; undefined for a token nobody has. */
+  callerOf(token: string | undefined): { user: SimUser; admin: boolean } | undefined {
+    if (token === undefined || token === "") return undefined;
+    if (token === this.token) return { user: this.state.bot, admin: this.botIsAdmin };
+    if (token === this.plainToken && this.state.plainBot) return { user: this.state.plainBot, admin: false };
+    return undefined;
   }
 
   countRequest(key: RouteKey): void {
@@ -110,6 +133,7 @@ export class SimContext {
     this.stats.statusIdsRequests = 0;
     this.stats.statusIdsMaxInFlight = this.statusIdsInFlight;
     this.stats.statusIdsMaxIds = 0;
+    this.stats.statusIdsMissingRecord = 0;
   }
 
   /** Resolves true after ms, or false if the simulator stops first. */

@@ -39,6 +39,7 @@ export type FaultKind =
  * - `status/ids`        POST /api/v4/users/status/ids
  * - `users/{id}`        GET  /api/v4/users/{user_id}
  * - `users/{id}/status` GET  /api/v4/users/{user_id}/status
+ * - `update-status`     PUT  /api/v4/users/{user_id}/status
  * - `config/client`     GET  /api/v4/config/client
  * - `config`            GET  /api/v4/config
  * - `websocket`         GET  /api/v4/websocket (upgrade)
@@ -52,6 +53,7 @@ export const ROUTE_KEYS = [
   "status/ids",
   "users/{id}",
   "users/{id}/status",
+  "update-status",
   "config/client",
   "config",
   "websocket",

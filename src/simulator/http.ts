@@ -13,13 +13,16 @@ const PER_PAGE_MAX = 200;
 
 interface Route {
   key: RouteKey;
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "PUT";
   /** The {user_id} path segment, for the users/{id} routes. */
   userId?: string;
 }
 
-/** Maps a path below /api/v4/ to its route (gorilla-mux-like: exact segments, no trailing slash). */
-export function matchRoute(sub: string): Route {
+/**
+ * Maps a path below /api/v4/ to its route (gorilla-mux-like: exact segments, no trailing slash).
+ * `method` only tells apart the routes that share a path.
+ */
+export function matchRoute(sub: string, method = "GET"): Route {
   switch (sub) {
     case "system/ping":
       return { key: "ping", method: "GET" };
@@ -41,7 +44,11 @@ export function matchRoute(sub: string): Route {
   let m = /^users\/([A-Za-z0-9]+)$/.exec(sub);
   if (m) return { key: "users/{id}", method: "GET", userId: m[1] };
   m = /^users\/([A-Za-z0-9]+)\/status$/.exec(sub);
-  if (m) return { key: "users/{id}/status", method: "GET", userId: m[1] };
+  if (m) {
+    return method === "PUT"
+      ? { key: "update-status", method: "PUT", userId: m[1] }
+      : { key: "users/{id}/status", method: "GET", userId: m[1] };
+  }
   return { key: "unknown", method: "GET" };
 }
 
@@ -159,10 +166,10 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
   const url = new URL(req.url ?? "/", "http://simulator.invalid");
   if (!url.pathname.startsWith(API_PREFIX)) {
     req.resume();
-    send(ctx, res, rid, errors.notFound(rid));
+    send(ctx, res, rid, errors.notFound(url.pathname));
     return;
   }
-  const route = matchRoute(url.pathname.slice(API_PREFIX.length));
+  const route = matchRoute(url.pathname.slice(API_PREFIX.length), req.method);
   ctx.countRequest(route.key);
 
   const fault = faultApplies(ctx.fault, route.key) ? ctx.fault : null;
@@ -197,7 +204,7 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
   }
 
   let reply: Reply;
-  if (route.key === "unknown") reply = errors.notFound(rid);
+  if (route.key === "unknown") reply = errors.notFound(url.pathname);
   else if (req.method !== route.method) reply = errors.methodNotAllowed(rid);
   else if (body === undefined) reply = errors.bodyTooLarge(rid);
   else reply = answer(ctx, route, url, req, body, rid, fault);
@@ -233,17 +240,8 @@ function answer(
     return json(200, ping);
   }
   if (route.key === "config/client") {
-    const format = q.get("format");
-    if (!format) {
-      return appError(
-        501,
-        "api.config.client.old_format.app_error",
-        "New format for the client configuration is not supported yet. Please specify format=old in the query string.",
-        rid,
-      );
-    }
-    if (format !== "old") return errors.invalidUrlParam("format", rid);
-    return json(200, ctx.clientConfig());
+    // Any format is answered in the old one; without a valid session, the limited client config.
+    return json(200, ctx.clientConfig(ctx.isValidToken(ctx.tokenFrom(req, url))));
   }
   if (route.key === "websocket") {
     // A plain GET without the upgrade headers (upgrades never reach this listener).
@@ -255,12 +253,14 @@ function answer(
     );
   }
 
-  if (!ctx.isValidToken(ctx.tokenFrom(req, url))) return errors.sessionExpired(rid);
+  const caller = ctx.callerOf(ctx.tokenFrom(req, url));
+  if (!caller) return errors.sessionExpired(rid);
+  const self = caller.user.id;
   const badStatus = fault?.kind === "bad-status-value" ? fault.value : undefined;
 
   switch (route.key) {
     case "users/me":
-      return json(200, state.profileJson(state.bot, true));
+      return json(200, state.profileJson(caller.user, true, caller.admin));
 
     case "users": {
       let page = goAtoi(q.get("page"));
@@ -278,7 +278,8 @@ function answer(
       const slice = matching.slice(start, start + perPage);
       return json(
         200,
-        slice.map((u) => state.profileJson(u, u.id === state.bot.id)),
+        // Lists hide the caller's own email too (ShowEmailAddress off); users/me shows it.
+        slice.map((u) => state.profileJson(u, false, caller.admin)),
       );
     }
 
@@ -303,6 +304,7 @@ function answer(
       // Mattermost checks only the length here; any 26-character string is answered.
       if (ids.some((id) => id.length !== 26)) return errors.invalidBodyParam("user_ids", rid);
       if (!state.enableUserStatuses) return json(200, []);
+      if (ids.some((id) => !state.getStatus(id))) ctx.stats.statusIdsMissingRecord++;
       const out: SimStatusJson[] = ids.map((id) => {
         const s = state.statusJson(id);
         return badStatus === undefined ? s : { ...s, status: badStatus };
@@ -315,39 +317,78 @@ function answer(
 
     case "users/{id}":
     case "users/{id}/status": {
-      const id = route.userId === "me" ? state.bot.id : (route.userId ?? "");
+      const id = route.userId === "me" ? self : (route.userId ?? "");
       if (!/^[a-z0-9]{26}$/.test(id)) return errors.invalidUrlParam("user_id", rid);
       if (route.key === "users/{id}") {
         const u = state.get(id);
-        return u ? json(200, state.profileJson(u, u.id === state.bot.id)) : errors.userNotFound(rid);
+        return u ? json(200, state.profileJson(u, u.id === self, caller.admin)) : errors.userNotFound(rid);
       }
       if (!state.enableUserStatuses) return errors.statusNotFound(rid);
       const s = state.statusJson(id);
       return json(200, badStatus === undefined ? s : { ...s, status: badStatus });
     }
 
+    case "update-status":
+      return updateStatus(ctx, caller, route.userId === "me" ? self : (route.userId ?? ""), body, rid);
+
     case "config": {
-      if (!ctx.botIsAdmin) return errors.forbidden(rid);
+      if (!caller.admin) return errors.forbidden(rid);
       // Mattermost's config API replaces secret values with this fixed mask.
       const mask = (settings: Record<string, unknown>) =>
         Object.fromEntries(Object.keys(settings).map((k) => [k, "********************************"]));
-      const plugins = ctx.obfuscatePluginSettings
-        ? Object.fromEntries(Object.entries(ctx.pluginSettings).map(([id, st]) => [id, mask(st)]))
-        : ctx.pluginSettings;
+      // Mattermost leaves out the settings of a plugin it has not installed (no manifest to go by).
+      const installed = Object.entries(ctx.pluginSettings).filter(([id]) => ctx.installedPlugins.has(id));
+      const plugins = Object.fromEntries(
+        ctx.obfuscatePluginSettings ? installed.map(([id, st]) => [id, mask(st)]) : installed,
+      );
       return json(200, {
         ServiceSettings: { SiteURL: ctx.url, EnableUserStatuses: state.enableUserStatuses },
         PrivacySettings: { ShowEmailAddress: state.emailsVisible, ShowFullName: true },
         PluginSettings: {
           Enable: true,
           Plugins: plugins,
-          PluginStates: Object.fromEntries(
-            Object.keys(ctx.pluginSettings).map((id) => [id, { Enable: true }]),
-          ),
+          PluginStates: Object.fromEntries([...ctx.installedPlugins].map((id) => [id, { Enable: true }])),
         },
       });
     }
 
     default:
-      return errors.notFound(rid);
+      return errors.notFound(url.pathname);
   }
+}
+
+/**
+ * PUT /users/{user_id}/status as Mattermost's updateUserStatus answers it: the body's user_id must
+ * be the path's; another user's status needs edit_other_users (a system admin); only online, away,
+ * dnd (with an optional dnd_end_time in seconds) and offline are accepted, ooo is not; the answer
+ * is the user's status afterwards.
+ */
+function updateStatus(
+  ctx: SimContext,
+  caller: { user: { id: string }; admin: boolean },
+  id: string,
+  body: Buffer,
+  rid: string,
+): Reply {
+  const { state } = ctx;
+  if (!/^[a-z0-9]{26}$/.test(id)) return errors.invalidUrlParam("user_id", rid);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch {
+    return errors.invalidBodyParam("status", rid);
+  }
+  const req = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>;
+  if (req.user_id !== id) return errors.invalidBodyParam("user_id", rid);
+  if (id !== caller.user.id && !caller.admin) return errors.forbidden(rid);
+  const status = req.status;
+  if (status !== "online" && status !== "away" && status !== "dnd" && status !== "offline") {
+    return errors.invalidBodyParam("status", rid);
+  }
+  if (!state.get(id)) return errors.userNotFound(rid);
+  const end = typeof req.dnd_end_time === "number" && req.dnd_end_time > 0 ? req.dnd_end_time : 0;
+  // With statuses off, Mattermost drops the change and then finds no status to answer with.
+  if (!state.enableUserStatuses) return errors.statusNotFound(rid);
+  state.setStatus(id, status, end);
+  return json(200, state.statusJson(id));
 }

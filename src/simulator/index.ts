@@ -12,8 +12,12 @@
  * - GET  users/stats                       {"total_users_count": active users, bots included}
  * - POST users/status/ids                  see http.ts for the exact refusals
  * - GET  users/{user_id}, users/{user_id}/status
- * - GET  config/client?format=old          (no session) a few keys
- * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin)
+ * - PUT  users/{user_id}/status            {"user_id","status"[,"dnd_end_time"]}: the token's own
+ *                                          user, or anyone for an admin token; no ooo
+ * - GET  config/client[?format=…]          a few keys, whatever the format; without a session the
+ *                                          limited config (no ShowEmailAddress)
+ * - GET  config                            {ServiceSettings, PrivacySettings, PluginSettings} (admin;
+ *                                          settings of plugins not installed left out)
  * - GET  websocket                         upgrade; hello, new_user, user_updated,
  *                                          user_activation_status_change
  *
@@ -23,7 +27,7 @@
  *
  * Faults: `setFault({ kind, ..., paths? })`; `paths` holds route keys (ROUTE_KEYS):
  * `ping`, `users/me`, `users`, `users/stats`, `status/ids`, `users/{id}`, `users/{id}/status`,
- * `config/client`, `config`, `websocket`, `unknown`. Without `paths` a fault applies to every
+ * `update-status`, `config/client`, `config`, `websocket`, `unknown`. Without `paths` a fault applies to every
  * /api/v4 route, and only `down` also reaches the WebSocket (closes open sockets, refuses upgrades);
  * naming `websocket` in `paths` makes `http-error`, `echo-auth`, `rate-limit` and `slow` apply to the
  * upgrade too. `echo-auth` answers an error repeating the request's Authorization header.
@@ -50,15 +54,28 @@ export interface SimulatorOptions {
   users?: number;
   /** PRNG seed (default 1): same seed, same directory, same answer orders. */
   seed?: number;
-  /** Default true; false → email "" for every user but the token's own (ShowEmailAddress off, non-admin token). */
+  /**
+   * ShowEmailAddress, default true. Off, a token without manage_system sees email "" for every user
+   * (its own too, in lists); an admin token (see botIsAdmin) still sees every email, as in Mattermost.
+   */
   emailsVisible?: boolean;
+  /** Default true: the token's bot has system_admin (manage_system). See setBotIsAdmin. */
+  botIsAdmin?: boolean;
   /** Default true; false → status/ids answers []. */
   enableUserStatuses?: boolean;
   /** X-Version-Id / client config version, default "10.5.0". */
   version?: string;
   /** Username of the token's bot user, default "presence-bot". */
   botUsername?: string;
-  /** PluginSettings.Plugins served by GET /api/v4/config, e.g. { "com.mattermost.outlook-presence": { secret: "…" } }. */
+  /**
+   * A second accepted token, of a bot ("plain-bot") with only system_user: it sees others' emails
+   * only while ShowEmailAddress is on, and GET /api/v4/config answers it 403. Default: none.
+   */
+  plainToken?: string;
+  /**
+   * PluginSettings.Plugins served by GET /api/v4/config, e.g. { "com.mattermost.outlook-presence": { secret: "…" } };
+   * these plugins count as installed.
+   */
   pluginSettings?: PluginSettings;
   /** Close a WebSocket that has not authenticated within this time (default 5000 ms). */
   wsAuthTimeoutMs?: number;
@@ -115,6 +132,14 @@ export class MattermostSimulator {
       opts.wsAuthTimeoutMs ?? 5000,
       log,
     );
+    for (const id of Object.keys(opts.pluginSettings ?? {})) this.ctx.installedPlugins.add(id);
+    if (opts.botIsAdmin === false) this.ctx.botIsAdmin = false;
+    if (opts.plainToken) {
+      if (opts.plainToken === opts.token)
+        throw new Error("MattermostSimulator: plainToken must differ from token");
+      this.state.addPlainBot("plain-bot");
+      this.ctx.plainToken = opts.plainToken;
+    }
   }
 
   /** Listens (port 0 = any free port) and returns the base URL, e.g. "http://127.0.0.1:41234". */
@@ -193,9 +218,12 @@ export class MattermostSimulator {
     return this.state.addUser(partial);
   }
 
-  /** Sets a user's status record; no event (Mattermost sends status_change only to the user concerned). */
-  setStatus(userId: string, status: SimStatus): void {
-    this.state.setStatus(userId, status);
+  /**
+   * Sets a user's status record; no event (Mattermost sends status_change only to the user
+   * concerned). `dndEndTime` (seconds since the epoch) is truncated to the minute, as Mattermost does.
+   */
+  setStatus(userId: string, status: SimStatus, dndEndTime?: number): void {
+    this.state.setStatus(userId, status, dndEndTime);
   }
 
   /** undefined = no status record. */
@@ -229,8 +257,9 @@ export class MattermostSimulator {
   /** Changes the accepted token: the old one gets 401, WebSockets authenticated with it are closed. */
   setToken(token: string): void {
     if (!token) throw new Error("setToken: empty token");
+    const old = this.ctx.token;
     this.ctx.token = token;
-    this.hub?.revokeOtherTokens(token);
+    if (old !== token) this.hub?.revokeToken(old);
   }
 
   setEmailsVisible(v: boolean): void {
@@ -244,14 +273,42 @@ export class MattermostSimulator {
   /**
    * Sets (or with undefined, removes) one plugin's settings in GET /api/v4/config's
    * PluginSettings.Plugins, and broadcasts `config_changed` as Mattermost does on a save.
+   * `installed` (default true) says whether Mattermost has the plugin: if not, GET /api/v4/config
+   * leaves its settings out, as Mattermost does.
    */
-  setPluginSettings(pluginId: string, settings: Record<string, unknown> | undefined): void {
+  setPluginSettings(
+    pluginId: string,
+    settings: Record<string, unknown> | undefined,
+    { installed = true }: { installed?: boolean } = {},
+  ): void {
     if (settings === undefined) delete this.ctx.pluginSettings[pluginId];
     else this.ctx.pluginSettings[pluginId] = { ...settings };
+    this.setPluginInstalled(pluginId, installed);
     this.hub?.broadcast({ event: "config_changed", data: { config: { Version: this.ctx.version } } });
   }
 
-  /** false: the token loses manage_system (GET /api/v4/config → 403). */
+  /** Whether Mattermost has this plugin installed (see setPluginSettings). */
+  setPluginInstalled(pluginId: string, installed: boolean): void {
+    if (installed) this.ctx.installedPlugins.add(pluginId);
+    else this.ctx.installedPlugins.delete(pluginId);
+  }
+
+  /** The settings the simulator serves (copies). */
+  get config(): {
+    showEmailAddress: boolean;
+    enableUserStatuses: boolean;
+    pluginSettings: PluginSettings;
+    installedPlugins: string[];
+  } {
+    return {
+      showEmailAddress: this.state.emailsVisible,
+      enableUserStatuses: this.state.enableUserStatuses,
+      pluginSettings: structuredClone(this.ctx.pluginSettings),
+      installedPlugins: [...this.ctx.installedPlugins],
+    };
+  }
+
+  /** false: the token loses manage_system (GET /api/v4/config → 403; emails only with ShowEmailAddress). */
   setBotIsAdmin(v: boolean): void {
     this.ctx.botIsAdmin = v;
   }

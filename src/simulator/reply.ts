@@ -27,8 +27,14 @@ export const errors = {
       "Invalid or expired session, please login again.",
       rid,
     ),
-  notFound: (rid: string) =>
-    appError(404, "api.context.404.app_error", "Sorry, we could not find the page.", rid),
+  /** No route matched: Mattermost's router answers without a request_id, naming the path. */
+  notFound: (path: string) =>
+    json(404, {
+      id: "api.context.404.app_error",
+      message: "Sorry, we could not find the page.",
+      detailed_error: `There doesn't appear to be an api call for the url='${path}'.  Typo? are you missing a team_id or user_id as part of the url?`,
+      status_code: 404,
+    }),
   methodNotAllowed: (rid: string) =>
     appError(405, "api.context.method_not_allowed.app_error", "Method not allowed.", rid),
   invalidBodyParam: (name: string, rid: string) =>

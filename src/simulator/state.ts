@@ -45,9 +45,10 @@ export type SimProfileJson = Pick<
   | "position"
   | "roles"
   | "locale"
-  | "is_bot"
   | "last_picture_update"
 > & {
+  /** Only bots have it: Mattermost leaves is_bot out of a human's profile (omitempty). */
+  is_bot?: true;
   auth_data: string;
   timezone: NonNullable<UserProfile["timezone"]>;
   disable_welcome_email: boolean;
@@ -137,6 +138,8 @@ export class SimState {
   enableUserStatuses: boolean;
   /** The token's own user: a bot with system_admin, listed in the directory like any bot. */
   readonly bot: SimUser;
+  /** The second token's user (a bot with only system_user), when the simulator has a plainToken. */
+  plainBot: SimUser | undefined;
 
   private readonly users = new Map<string, SimUser>();
   private readonly statuses = new Map<string, StatusRecord>();
@@ -202,6 +205,25 @@ export class SimState {
     this.nextIndex = opts.users + 1;
   }
 
+  /** Adds the second token's bot (after the generated users, so seeds keep their directory). */
+  addPlainBot(username: string): SimUser {
+    const u: SimUser = {
+      id: this.freshId(),
+      username: username.toLowerCase(),
+      email: `${username.toLowerCase()}@localhost`,
+      first_name: "",
+      last_name: "",
+      is_bot: true,
+      delete_at: 0,
+      create_at: GENERATED_EPOCH,
+      update_at: GENERATED_EPOCH,
+      roles: "system_user",
+    };
+    this.insert(u);
+    this.plainBot = u;
+    return u;
+  }
+
   // ---- reads ----
 
   get(userId: string): SimUser | undefined {
@@ -249,8 +271,11 @@ export class SimState {
     };
   }
 
-  /** The profile as a caller sees it; `self` always sees its own email. */
-  profileJson(u: SimUser, self = false): SimProfileJson {
+  /**
+   * The profile as a caller sees it: the email shows with ShowEmailAddress on, to an admin
+   * (manage_system), and in a caller's own profile (users/me, users/{own id}; not in lists).
+   */
+  profileJson(u: SimUser, self = false, admin = false): SimProfileJson {
     const p: SimProfileJson = {
       id: u.id,
       create_at: u.create_at,
@@ -259,7 +284,7 @@ export class SimState {
       username: u.username,
       auth_data: "",
       auth_service: "",
-      email: this.emailsVisible || self ? u.email : "",
+      email: this.emailsVisible || self || admin ? u.email : "",
       nickname: "",
       first_name: u.first_name,
       last_name: u.last_name,
@@ -267,10 +292,10 @@ export class SimState {
       roles: u.roles,
       locale: "en",
       timezone: { automaticTimezone: "", manualTimezone: "", useAutomaticTimezone: "true" },
-      is_bot: u.is_bot,
       last_picture_update: 0,
       disable_welcome_email: false,
     };
+    if (u.is_bot) p.is_bot = true;
     if (u.is_bot) p.bot_description = u.id === this.bot.id ? "Outlook presence gateway" : "";
     return p;
   }
@@ -310,11 +335,11 @@ export class SimState {
     return { ...user };
   }
 
-  setStatus(userId: string, status: SimStatus): void {
+  setStatus(userId: string, status: SimStatus, dndEndTime?: number): void {
     if (!SIM_STATUSES.includes(status))
       throw new Error(`setStatus: unknown status ${JSON.stringify(status)}`);
     this.mustGet(userId, "setStatus");
-    this.writeStatus(userId, status);
+    this.writeStatus(userId, status, dndEndTime);
   }
 
   setActive(userId: string, active: boolean): void {
@@ -358,13 +383,17 @@ export class SimState {
     this.emit({ event: "user_updated", data: { user: this.profileJson(u) } });
   }
 
-  private writeStatus(userId: string, status: SimStatus): void {
+  private writeStatus(userId: string, status: SimStatus, dndEndTime = 0): void {
     const prev = this.statuses.get(userId);
+    // As PUT /users/{id}/status leaves it: only online is not manual; online and offline stamp
+    // last_activity_at, away and dnd keep it.
     this.statuses.set(userId, {
       status,
-      manual: status === "dnd" || status === "ooo",
-      last_activity_at: status === "online" || !prev ? Date.now() : prev.last_activity_at,
-      dnd_end_time: 0,
+      manual: status !== "online",
+      last_activity_at:
+        status === "online" || status === "offline" || !prev ? Date.now() : prev.last_activity_at,
+      // Mattermost's DND expiry job runs every minute, so it truncates the end time to the minute.
+      dnd_end_time: status === "dnd" ? dndEndTime - (dndEndTime % 60) : 0,
     });
   }
 

@@ -68,7 +68,7 @@ export class WsHub {
     const url = new URL(req.url ?? "/", "http://simulator.invalid");
     const rid = ctx.requestId();
     if (url.pathname !== `${API_PREFIX}websocket`) {
-      this.rawReply(socket, rid, errors.notFound(rid));
+      this.rawReply(socket, rid, errors.notFound(url.pathname));
       return;
     }
     ctx.countRequest("websocket");
@@ -203,10 +203,10 @@ export class WsHub {
     }
   }
 
-  /** Closes connections authenticated with another token (their session is gone). */
-  revokeOtherTokens(token: string): void {
+  /** Closes connections authenticated with this token (its session is gone). */
+  revokeToken(token: string): void {
     for (const conn of this.conns) {
-      if (conn.token !== undefined && conn.token !== token) conn.ws.close(1008, "session expired");
+      if (conn.token === token) conn.ws.close(1008, "session expired");
     }
   }
 

@@ -116,7 +116,7 @@ describe("outlook-presence doctor, against the simulator", () => {
   });
 
   test("emails hidden: FAIL emails naming system admin and ShowEmailAddress", async () => {
-    const s = await sim({ emailsVisible: false });
+    const s = await sim({ emailsVisible: false, botIsAdmin: false });
     const r = await doctor(s.url);
     assert.equal(r.code, 1);
     const e = line(r.out, "emails");

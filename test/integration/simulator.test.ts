@@ -258,7 +258,7 @@ test("GET /users: sorted by username, paged, per_page default 60 and cap 200, ac
 });
 
 test("emails hidden → every other user's email is empty", async (t) => {
-  const h = await startSim(t, { users: 20, emailsVisible: false });
+  const h = await startSim(t, { users: 20, emailsVisible: false, botIsAdmin: false });
   const users = await allUsers(h, "active=true");
   const others = users.filter((u) => u.id !== h.sim.botUser.id);
   assert.ok(others.length > 0);
@@ -347,6 +347,31 @@ test("EnableUserStatuses off → status/ids answers []", async (t) => {
   assert.equal(cfg.EnableUserStatuses, "false");
   h.sim.setEnableUserStatuses(true);
   assert.equal((await jsonOf<unknown[]>(await h.statusIds(ids))).length, ids.length);
+});
+
+test("offline set like PUT users/{id}/status stamps last_activity_at; away keeps it (as Mattermost 11.4)", async (t) => {
+  const h = await startSim(t, { users: 40 });
+  // Generated records carry activity times from 2024.
+  const withRecord = h.sim.listUsers().filter((u) => h.sim.getStatus(u.id) !== undefined);
+  const [a, b] = withRecord as [SimUser, SimUser];
+  const before = Date.now();
+  const [oldA] = await jsonOf<StatusItem[]>(await h.statusIds([a.id]));
+  assert.ok(oldA!.last_activity_at < before - 86_400_000);
+  h.sim.setStatus(a.id, "offline");
+  h.sim.setStatus(b.id, "away");
+  const [newA] = await jsonOf<StatusItem[]>(await h.statusIds([a.id]));
+  const [newB] = await jsonOf<StatusItem[]>(await h.statusIds([b.id]));
+  assert.ok(newA!.last_activity_at >= before);
+  assert.ok(newB!.last_activity_at < before - 86_400_000);
+});
+
+test("config/client answers the old format whatever format says (Mattermost 11 no longer answers 501)", async (t) => {
+  const h = await startSim(t);
+  for (const q of ["", "?format=new", "?format=old"]) {
+    const res = await h.api(`config/client${q}`, { token: null });
+    assert.equal(res.status, 200, q);
+    assert.equal((await jsonOf<Record<string, string>>(res)).EnableUserStatuses, "true");
+  }
 });
 
 // ---------------------------------------------------------------- faults
@@ -627,6 +652,55 @@ test("users/{id} and users/{id}/status", async (t) => {
   assert.equal(s.status, "dnd");
   assert.equal((await h.api("users/abc")).status, 400);
   assert.equal((await h.api(`users/${"q".repeat(26)}`)).status, 404);
+});
+
+test("PUT users/{id}/status: as Mattermost's updateUserStatus answers", async (t) => {
+  const h = await startSim(t, { users: 5 });
+  const u = h.sim.listUsers().find((x) => x.id !== h.sim.botUser.id)!;
+  const put = (id: string, body: unknown) =>
+    h.api(`users/${id}/status`, { method: "PUT", body: JSON.stringify(body) });
+
+  const online = await jsonOf<StatusItem>(await put(u.id, { user_id: u.id, status: "online" }));
+  assert.equal(online.status, "online");
+  assert.equal(online.manual, false, "online is never manual");
+  assert.equal(h.sim.getStatus(u.id), "online");
+  const away = await jsonOf<StatusItem>(await put(u.id, { user_id: u.id, status: "away" }));
+  assert.deepEqual([away.status, away.manual], ["away", true]);
+  // dnd_end_time is Unix seconds, truncated to the minute.
+  const dnd = await jsonOf<StatusItem>(
+    await put(u.id, { user_id: u.id, status: "dnd", dnd_end_time: 1_900_000_059 }),
+  );
+  assert.deepEqual([dnd.status, dnd.manual, dnd.dnd_end_time], ["dnd", true, 1_900_000_020]);
+  assert.equal((await jsonOf<StatusItem>(await h.api(`users/${u.id}/status`))).dnd_end_time, 1_900_000_020);
+
+  const bad = async (res: Response, status: number, id: string) => {
+    assert.equal(res.status, status);
+    assert.equal((await jsonOf<AppErr>(res)).id, id);
+  };
+  await bad(
+    await put(u.id, { user_id: u.id, status: "ooo" }),
+    400,
+    "api.context.invalid_body_param.app_error",
+  );
+  await bad(
+    await put(u.id, { user_id: h.sim.botUser.id, status: "online" }),
+    400,
+    "api.context.invalid_body_param.app_error",
+  );
+  await bad(
+    await put("abc", { user_id: "abc", status: "online" }),
+    400,
+    "api.context.invalid_url_param.app_error",
+  );
+  assert.equal((await h.api(`users/${u.id}/status`, { method: "PUT", token: null, body: "{}" })).status, 401);
+  assert.equal(h.sim.getStatus(u.id), "dnd", "refused changes change nothing");
+
+  // Without manage_system (edit_other_users) only the token's own user.
+  h.sim.setBotIsAdmin(false);
+  await bad(await put(u.id, { user_id: u.id, status: "online" }), 403, "api.context.permissions.app_error");
+  const me = h.sim.botUser.id;
+  assert.equal((await jsonOf<StatusItem>(await put(me, { user_id: me, status: "away" }))).status, "away");
+  assert.equal((await h.api(`users/${u.id}/status`, { method: "POST" })).status, 405);
 });
 
 test("config returns the plugin settings given", async (t) => {

@@ -65,6 +65,23 @@ describe("upstream cost", () => {
     assert.ok(sim.stats.statusIdsMaxInFlight <= 4, "bounded concurrency");
   });
 
+  test("users without a status record are asked for together, so the other requests stay in Mattermost's cache", async () => {
+    const active = sim.listUsers().filter((u) => u.delete_at === 0);
+    const noRecord = active.filter((u) => sim.getStatus(u.id) === undefined).length;
+    assert.ok(noRecord > 0 && noRecord < 200, `users without a record: ${noRecord}`);
+    // The cycle before tells the gateway who has no record (Mattermost answers them offline, last_activity_at 0).
+    assert.equal(await gw.gateway.sync.runOnce(), true);
+    sim.resetStats();
+    assert.equal(await gw.gateway.sync.runOnce(), true);
+    const requests = Math.ceil(gw.gateway.snapshot.size / 200);
+    assert.equal(sim.stats.statusIdsRequests, requests, "still ceil(users / 200) requests");
+    // Spread over the directory, they were in every request (each a database query in Mattermost).
+    assert.ok(
+      sim.stats.statusIdsMissingRecord <= Math.ceil(noRecord / 200) + 1,
+      `${sim.stats.statusIdsMissingRecord} of ${requests} requests name a user without a record`,
+    );
+  });
+
   test("serving /status costs no upstream request", async () => {
     sim.resetStats();
     const p = new FakeProvider(gw.url, SECRET);
@@ -145,7 +162,13 @@ describe("readiness and the keepalive", () => {
 
 describe("a token that sees no emails", () => {
   test("is reported loudly at startup (the token's own user is the only one with an email)", async () => {
-    const sim = new MattermostSimulator({ token: TOKEN, users: 20, seed: 8, emailsVisible: false });
+    const sim = new MattermostSimulator({
+      token: TOKEN,
+      users: 20,
+      seed: 8,
+      emailsVisible: false,
+      botIsAdmin: false,
+    });
     await sim.start(0, "127.0.0.1");
     const gw = await startGateway(sim, { PRESENCE_POLL_INTERVAL_MS: "250" });
     try {
