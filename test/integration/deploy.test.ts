@@ -25,9 +25,9 @@ const RULES = join(ROOT, "deploy/prometheus/outlook-presence-rules.yaml");
 const DASHBOARD = join(ROOT, "deploy/grafana/outlook-presence.json");
 const CHART = join(ROOT, "deploy/helm/outlook-presence");
 const TOKEN = `tok-${process.pid}-deploy`;
-const SECRET = `sec-${process.pid}-deploy`;
+const SECRET = `sec-${process.pid}-deploy-chart`;
 
-// js-yaml comes with eslint's dev dependencies; the chart and rules are YAML.
+// js-yaml (a dev dependency) reads the chart and the rules.
 const yaml = createRequire(import.meta.url)("js-yaml") as {
   load(s: string): unknown;
   loadAll(s: string): unknown[];
