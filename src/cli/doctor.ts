@@ -1,11 +1,7 @@
 import { ConfigError, loadConfig, type Config } from "../config/load.js";
 import { COMPAT_BASE } from "../http/compat.js";
-import {
-  MAX_IDS_PER_STATUS_REQUEST,
-  MAX_USERS_PER_PAGE,
-  MattermostClient,
-  type DirectoryUser,
-} from "../mattermost/client.js";
+import { MAX_IDS_PER_STATUS_REQUEST, MattermostClient, type DirectoryUser } from "../mattermost/client.js";
+import { readDirectory } from "../mattermost/directory.js";
 import { UpstreamError } from "../mattermost/errors.js";
 import { PluginSettingsError, fetchPluginSettings } from "../mattermost/plugin-settings.js";
 
@@ -128,12 +124,7 @@ export async function runChecks(
   let users: DirectoryUser[] | undefined;
   if (me) {
     try {
-      users = [];
-      for (let page = 0; ; page++) {
-        const batch = await client.getActiveUsers(page, MAX_USERS_PER_PAGE);
-        users.push(...batch);
-        if (batch.length < MAX_USERS_PER_PAGE) break;
-      }
+      users = (await readDirectory(client)).users;
       // A token always sees its own user's email; only the others tell whether it sees emails.
       const others = users.filter((u) => u.id !== me!.id);
       const hidden = others.filter((u) => u.email === "").length;

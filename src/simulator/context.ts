@@ -15,6 +15,10 @@ export interface SimStats {
   statusIdsMaxIds: number;
   /** Date.now() of the last request per route key. */
   lastRequestAt: Record<string, number>;
+  /** Bytes of `oversized` answers written to sockets (the client's reads hold writing back). */
+  oversizedBytesWritten: number;
+  /** `oversized` answers whose client went away before their end. */
+  oversizedAborted: number;
 }
 
 export type PluginSettings = Record<string, Record<string, unknown>>;
@@ -34,6 +38,8 @@ export class SimContext {
     statusIdsMaxInFlight: 0,
     statusIdsMaxIds: 0,
     lastRequestAt: {},
+    oversizedBytesWritten: 0,
+    oversizedAborted: 0,
   };
   readonly shuffleRng: Rng;
   readonly churnRng: Rng;
@@ -110,6 +116,8 @@ export class SimContext {
     this.stats.statusIdsRequests = 0;
     this.stats.statusIdsMaxInFlight = this.statusIdsInFlight;
     this.stats.statusIdsMaxIds = 0;
+    this.stats.oversizedBytesWritten = 0;
+    this.stats.oversizedAborted = 0;
   }
 
   /** Resolves true after ms, or false if the simulator stops first. */
