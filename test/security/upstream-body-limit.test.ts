@@ -9,9 +9,13 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test, type TestContext } from "node:test";
+import { Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
+import { WebSocketServer } from "ws";
+import { SecretScrubber, createLogger } from "../../src/log.js";
 import { BODY_LIMITS, MAX_USERS_PER_PAGE, MattermostClient } from "../../src/mattermost/client.js";
 import { UpstreamError } from "../../src/mattermost/errors.js";
+import { MAX_EVENT_BYTES, MattermostEvents } from "../../src/mattermost/events.js";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { startInProcess, waitUntil, type InProcessGateway, type Line } from "../helpers/in-process.js";
 import { BASE } from "../helpers/provider.js";
@@ -147,4 +151,40 @@ test("a Content-Length over the limit is refused before the body is read", async
   await assert.rejects(client.getActiveUsers(0, MAX_USERS_PER_PAGE), isTooLarge);
   // A statuses answer is bounded by the ids asked for: 200 ids, a little over 200 KiB.
   await assert.rejects(client.getStatuses(["a".repeat(26)]), isTooLarge);
+});
+
+test("an event message over MAX_EVENT_BYTES on Mattermost's WebSocket closes it (1009) unread", async (t) => {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, path: "/api/v4/websocket" });
+  await new Promise<void>((resolve) => wss.once("listening", resolve));
+  const closed = new Promise<number>((resolve) => {
+    wss.once("connection", (ws) => {
+      ws.on("error", () => undefined);
+      ws.once("close", (code) => resolve(code));
+      ws.send(JSON.stringify({ event: "hello", data: {}, seq: 0 }));
+      // 8 MiB: twice the cap, a tenth of ws's default.
+      const pad = "x".repeat(2 * MAX_EVENT_BYTES);
+      ws.send(JSON.stringify({ event: "user_updated", data: { pad }, seq: 1 }));
+    });
+  });
+  const hints: string[] = [];
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  const events = new MattermostEvents({
+    url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+    token: () => "t",
+    log: createLogger("error", new SecretScrubber(), sink),
+    onHint: (reason) => hints.push(reason),
+    maxBackoffMs: 60_000,
+  });
+  t.after(async () => {
+    events.stop();
+    for (const c of wss.clients) c.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  });
+  events.start();
+  const code = await Promise.race([
+    closed,
+    new Promise<string>((resolve) => setTimeout(() => resolve("still open after 10 s"), 10_000).unref()),
+  ]);
+  assert.equal(code, 1009, "closed by the gateway as too big");
+  assert.deepEqual(hints, [], "the oversized event was not acted on");
 });
