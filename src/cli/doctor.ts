@@ -1,9 +1,18 @@
 import { ConfigError, loadConfig, type Config } from "../config/load.js";
 import { COMPAT_BASE } from "../http/compat.js";
-import { MAX_IDS_PER_STATUS_REQUEST, MattermostClient, type DirectoryUser } from "../mattermost/client.js";
+import { jsonUpTo, textUpTo } from "../mattermost/body.js";
+import {
+  BODY_LIMITS,
+  MAX_IDS_PER_STATUS_REQUEST,
+  MattermostClient,
+  type DirectoryUser,
+} from "../mattermost/client.js";
 import { readDirectory } from "../mattermost/directory.js";
 import { UpstreamError } from "../mattermost/errors.js";
 import { PluginSettingsError, fetchPluginSettings } from "../mattermost/plugin-settings.js";
+
+/** A `/status` page: {"user_id","email","status"} at most a few hundred bytes a user, 10,000 users. */
+const GATEWAY_PAGE_LIMIT = 16 * 1024 * 1024;
 
 const HELP = `Usage: outlook-presence doctor [--gateway URL] [settings flags]
 
@@ -72,7 +81,7 @@ export async function runChecks(
   let reachable = false;
   try {
     const res = await fetch(`${url}/api/v4/system/ping`, { signal: AbortSignal.timeout(timeout) });
-    const body = (await res.json().catch(() => undefined)) as { status?: unknown } | undefined;
+    const body = (await jsonUpTo(res, BODY_LIMITS.small)) as { status?: unknown } | undefined;
     if (res.status === 200 && body?.status === "OK") {
       reachable = true;
       const version = versionOf(res.headers.get("x-version-id"));
@@ -162,7 +171,7 @@ export async function runChecks(
     const res = await fetch(`${url}/api/v4/config/client?format=old`, {
       signal: AbortSignal.timeout(timeout),
     });
-    const body = (await res.json().catch(() => undefined)) as Record<string, unknown> | undefined;
+    const body = (await jsonUpTo(res, BODY_LIMITS.small)) as Record<string, unknown> | undefined;
     const value = body?.EnableUserStatuses;
     if (!res.ok || value === undefined) {
       report(
@@ -303,7 +312,7 @@ async function checkGateway(
     report("FAIL", "gateway", `cannot reach ${base} (${networkCode(err)}): is the gateway running there?`);
     return;
   }
-  const text = await res.text().catch(() => "");
+  const text = (await textUpTo(res, GATEWAY_PAGE_LIMIT)) ?? "";
   let body: unknown;
   try {
     body = JSON.parse(text);

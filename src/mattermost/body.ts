@@ -50,3 +50,23 @@ export async function readCapped(
 function decode(chunks: readonly Uint8Array[]): string {
   return new TextDecoder().decode(Buffer.concat(chunks));
 }
+
+/** The body as text, or undefined when it passes `limit` bytes (not read further) or fails. */
+export async function textUpTo(res: Response, limit: number): Promise<string | undefined> {
+  try {
+    const { text, complete } = await readCapped(res, limit, new AbortController());
+    return complete ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The body as JSON; undefined when it passes `limit` bytes, fails, or is not JSON. */
+export async function jsonUpTo(res: Response, limit: number): Promise<unknown> {
+  const text = await textUpTo(res, limit);
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
+  }
+}

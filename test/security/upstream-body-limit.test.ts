@@ -12,6 +12,8 @@ import { test, type TestContext } from "node:test";
 import { Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { WebSocketServer } from "ws";
+import { runChecks } from "../../src/cli/doctor.js";
+import { loadConfig } from "../../src/config/load.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { BODY_LIMITS, MAX_USERS_PER_PAGE, MattermostClient } from "../../src/mattermost/client.js";
 import { UpstreamError } from "../../src/mattermost/errors.js";
@@ -187,4 +189,22 @@ test("an event message over MAX_EVENT_BYTES on Mattermost's WebSocket closes it 
   ]);
   assert.equal(code, 1009, "closed by the gateway as too big");
   assert.deepEqual(hints, [], "the oversized event was not acted on");
+});
+
+test("doctor reads no more of an oversized answer than the gateway would", async (t) => {
+  const sim = new MattermostSimulator({ token: TOKEN, users: 5, seed: 13 });
+  await sim.start(0, "127.0.0.1");
+  t.after(() => sim.stop());
+  sim.setFault({ kind: "oversized", bytes: BODY, paths: ["ping"] });
+  const { config } = loadConfig([], {
+    MATTERMOST_URL: sim.url,
+    MATTERMOST_TOKEN: TOKEN,
+    PRESENCE_SECRET: SECRET,
+    PRESENCE_REQUEST_TIMEOUT_MS: "5000",
+  });
+  const results = await runChecks(config, undefined, () => undefined);
+  const reachable = results.find((r) => r.check === "reachable");
+  assert.equal(reachable?.verdict, "FAIL", "a 40 MB ping is not Mattermost's");
+  await waitUntil(() => sim.stats.oversizedAborted === 1, 5_000, "doctor to close the answer early");
+  assert.ok(sim.stats.oversizedBytesWritten <= BODY_LIMITS.small + SLACK);
 });
