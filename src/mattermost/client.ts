@@ -47,7 +47,7 @@ export const BODY_LIMITS = {
   perStatus: 1024,
   /** One user (users/me), or the stats object. */
   small: 64 * 1024,
-  /** Mattermost's whole configuration, plugin settings included (about 100 KB on a real server). */
+  /** Mattermost's whole configuration, plugin settings included (typically tens of KB). */
   config: 8 * 1024 * 1024,
   /** An error answer is read only for its message: the status decides what happens. */
   error: 8 * 1024,
