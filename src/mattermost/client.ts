@@ -43,9 +43,9 @@ export const MAX_USERS_PER_PAGE = 200;
 export const BODY_LIMITS = {
   /** Per user of a `/users` page (per_page users at most). */
   perUser: 16 * 1024,
-  /** Per id of a `status/ids` request. */
+  /** Per id of a `status/ids` request (on top of `small`). */
   perStatus: 1024,
-  /** One user (users/me), or the stats object. */
+  /** One user (users/me), the stats object; the floor of every 200 answer. */
   small: 64 * 1024,
   /** Mattermost's whole configuration, plugin settings included (typically tens of KB). */
   config: 8 * 1024 * 1024,
@@ -93,7 +93,12 @@ export class MattermostClient {
   /** One page of active users, ordered by username (Mattermost's order). */
   async getActiveUsers(page: number, perPage: number): Promise<DirectoryUser[]> {
     const url = `${this.c4.getUsersRoute()}?active=true&page=${page}&per_page=${perPage}`;
-    const body = await this.request("users", url, { method: "get" }, perPage * BODY_LIMITS.perUser + 1024);
+    const body = await this.request(
+      "users",
+      url,
+      { method: "get" },
+      BODY_LIMITS.small + perPage * BODY_LIMITS.perUser,
+    );
     if (!Array.isArray(body)) throw this.malformed("users", "expected an array of users");
     if (body.length > perPage) throw this.malformed("users", `more than per_page=${perPage} users`);
     const users: DirectoryUser[] = [];
@@ -124,7 +129,7 @@ export class MattermostClient {
       "status/ids",
       url,
       { method: "post", body: JSON.stringify(ids) },
-      ids.length * BODY_LIMITS.perStatus + 1024,
+      BODY_LIMITS.small + ids.length * BODY_LIMITS.perStatus,
     );
     if (!Array.isArray(body)) throw this.malformed("status/ids", "expected an array of statuses");
     const out: RawStatus[] = [];
