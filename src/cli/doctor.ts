@@ -9,15 +9,20 @@ import {
 } from "../config/load.js";
 import { COMPAT_BASE } from "../http/compat.js";
 import { redactSecrets } from "../log.js";
+import { jsonUpTo, textUpTo } from "../mattermost/body.js";
 import {
+  BODY_LIMITS,
   MAX_IDS_PER_STATUS_REQUEST,
-  MAX_USERS_PER_PAGE,
   MattermostClient,
   type DirectoryUser,
 } from "../mattermost/client.js";
+import { readDirectory } from "../mattermost/directory.js";
 import { UpstreamError } from "../mattermost/errors.js";
 import { PluginSettingsError, fetchPluginSettings } from "../mattermost/plugin-settings.js";
 import { DEFAULT_MARGIN_MS, checkEndToEnd, type EndToEndOptions } from "./end-to-end.js";
+
+/** A `/status` page: {"user_id","email","status"} at most a few hundred bytes a user, 10,000 users. */
+const GATEWAY_PAGE_LIMIT = 16 * 1024 * 1024;
 
 const HELP = `Usage: outlook-presence doctor [--gateway URL [--end-to-end [--user NAME] [--margin-ms MS]]] [settings flags]
 
@@ -108,7 +113,7 @@ export async function runChecks(
   let reachable = false;
   try {
     const res = await fetch(`${url}/api/v4/system/ping`, { signal: AbortSignal.timeout(timeout) });
-    const body = (await res.json().catch(() => undefined)) as { status?: unknown } | undefined;
+    const body = (await jsonUpTo(res, BODY_LIMITS.small)) as { status?: unknown } | undefined;
     if (res.status === 200 && body?.status === "OK") {
       reachable = true;
       const version = versionOf(res.headers.get("x-version-id"));
@@ -158,12 +163,7 @@ export async function runChecks(
   // 3. Emails visible.
   if (me) {
     try {
-      users = [];
-      for (let page = 0; ; page++) {
-        const batch = await client.getActiveUsers(page, MAX_USERS_PER_PAGE);
-        users.push(...batch);
-        if (batch.length < MAX_USERS_PER_PAGE) break;
-      }
+      users = (await readDirectory(client)).users;
       // A token always sees its own user's email; only the others tell whether it sees emails.
       const others = users.filter((u) => u.id !== me!.id);
       const hidden = others.filter((u) => u.email === "").length;
@@ -201,7 +201,7 @@ export async function runChecks(
     const res = await fetch(`${url}/api/v4/config/client?format=old`, {
       signal: AbortSignal.timeout(timeout),
     });
-    const body = (await res.json().catch(() => undefined)) as Record<string, unknown> | undefined;
+    const body = (await jsonUpTo(res, BODY_LIMITS.small)) as Record<string, unknown> | undefined;
     const value = body?.EnableUserStatuses;
     if (!res.ok || value === undefined) {
       report(
@@ -384,7 +384,7 @@ async function checkGateway(
     report("FAIL", "gateway", `cannot reach ${base} (${networkCode(err)}): is the gateway running there?`);
     return false;
   }
-  const text = await res.text().catch(() => "");
+  const text = (await textUpTo(res, GATEWAY_PAGE_LIMIT)) ?? "";
   let body: unknown;
   try {
     body = JSON.parse(text);

@@ -2,6 +2,7 @@ import mattermostClient from "@mattermost/client";
 
 // The package is CommonJS with getter exports that Node's ESM loader cannot name; go through default.
 const { Client4 } = mattermostClient;
+import { readCapped } from "./body.js";
 import { UpstreamError, parseRetryAfter } from "./errors.js";
 
 /** The fields of a Mattermost user the gateway needs; validated by hand (hot path, 50k users). */
@@ -41,6 +42,25 @@ export interface UpstreamOptions {
 
 export const MAX_IDS_PER_STATUS_REQUEST = 200;
 export const MAX_USERS_PER_PAGE = 200;
+
+/**
+ * The most bytes each answer may have: what the endpoint can legitimately return, generously.
+ * Past it the request is aborted (a 400 MB `/users` answer took the gateway to 1.69 GB RSS).
+ * A Mattermost user is about 1.5 KB of JSON (notify_props, timezone, props with a custom status);
+ * a status about 150 B. The count is of decoded bytes, so a gzip bomb stops at the same place.
+ */
+export const BODY_LIMITS = {
+  /** Per user of a `/users` page (per_page users at most). */
+  perUser: 16 * 1024,
+  /** Per id of a `status/ids` request (on top of `small`). */
+  perStatus: 1024,
+  /** One user (users/me), the stats object; the floor of every 200 answer. */
+  small: 64 * 1024,
+  /** Mattermost's whole configuration, plugin settings included (typically tens of KB). */
+  config: 8 * 1024 * 1024,
+  /** An error answer is read only for its message: the status decides what happens. */
+  error: 8 * 1024,
+} as const;
 const ID_RE = /^[a-z0-9]{26}$/;
 
 export function isMattermostId(id: unknown): id is string {
@@ -82,8 +102,14 @@ export class MattermostClient {
   /** One page of active users, ordered by username (Mattermost's order). */
   async getActiveUsers(page: number, perPage: number): Promise<DirectoryUser[]> {
     const url = `${this.c4.getUsersRoute()}?active=true&page=${page}&per_page=${perPage}`;
-    const body = await this.request("users", url, { method: "get" });
+    const body = await this.request(
+      "users",
+      url,
+      { method: "get" },
+      BODY_LIMITS.small + perPage * BODY_LIMITS.perUser,
+    );
     if (!Array.isArray(body)) throw this.malformed("users", "expected an array of users");
+    if (body.length > perPage) throw this.malformed("users", `more than per_page=${perPage} users`);
     const users: DirectoryUser[] = [];
     for (const u of body as unknown[]) {
       if (typeof u !== "object" || u === null) throw this.malformed("users", "expected user objects");
@@ -108,7 +134,12 @@ export class MattermostClient {
       throw new RangeError(`getStatuses takes 1 to ${MAX_IDS_PER_STATUS_REQUEST} ids, got ${ids.length}`);
     }
     const url = `${this.c4.getUsersRoute()}/status/ids`;
-    const body = await this.request("status/ids", url, { method: "post", body: JSON.stringify(ids) });
+    const body = await this.request(
+      "status/ids",
+      url,
+      { method: "post", body: JSON.stringify(ids) },
+      BODY_LIMITS.small + ids.length * BODY_LIMITS.perStatus,
+    );
     if (!Array.isArray(body)) throw this.malformed("status/ids", "expected an array of statuses");
     const out: RawStatus[] = [];
     for (const s of body as unknown[]) {
@@ -127,10 +158,28 @@ export class MattermostClient {
     return out;
   }
 
+  /** `total_users_count` of `/users/stats`: active users, bots included. */
+  async getTotalUsers(): Promise<number> {
+    const body = (await this.request(
+      "users/stats",
+      `${this.c4.getUsersRoute()}/stats`,
+      { method: "get" },
+      BODY_LIMITS.small,
+    )) as { total_users_count?: unknown } | null;
+    const n = typeof body === "object" && body !== null ? body.total_users_count : undefined;
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+      throw this.malformed("users/stats", "no total_users_count");
+    }
+    return n;
+  }
+
   async getMe(): Promise<{ id: string; username: string; roles: string; isBot: boolean }> {
-    const body = (await this.request("users/me", `${this.c4.getUsersRoute()}/me`, {
-      method: "get",
-    })) as Record<string, unknown>;
+    const body = (await this.request(
+      "users/me",
+      `${this.c4.getUsersRoute()}/me`,
+      { method: "get" },
+      BODY_LIMITS.small,
+    )) as Record<string, unknown>;
     if (typeof body !== "object" || body === null || typeof body.id !== "string") {
       throw this.malformed("users/me", "expected a user");
     }
@@ -146,7 +195,12 @@ export class MattermostClient {
   async getStatus(userId: string): Promise<UserStatusRecord> {
     return this.statusRecord(
       "users/{id}/status",
-      await this.request("users/{id}/status", `${this.c4.getUserRoute(userId)}/status`, { method: "get" }),
+      await this.request(
+        "users/{id}/status",
+        `${this.c4.getUserRoute(userId)}/status`,
+        { method: "get" },
+        BODY_LIMITS.small,
+      ),
     );
   }
 
@@ -163,10 +217,12 @@ export class MattermostClient {
     if (status === "dnd" && dndEndTime > 0) body.dnd_end_time = dndEndTime;
     return this.statusRecord(
       "update-status",
-      await this.request("update-status", `${this.c4.getUserRoute(userId)}/status`, {
-        method: "put",
-        body: JSON.stringify(body),
-      }),
+      await this.request(
+        "update-status",
+        `${this.c4.getUserRoute(userId)}/status`,
+        { method: "put", body: JSON.stringify(body) },
+        BODY_LIMITS.small,
+      ),
     );
   }
 
@@ -185,24 +241,34 @@ export class MattermostClient {
 
   /** The server's configuration (needs manage_system; 403 otherwise). */
   async getConfig(): Promise<unknown> {
-    return this.request("config", `${this.c4.getBaseRoute()}/config`, { method: "get" });
+    return this.request("config", `${this.c4.getBaseRoute()}/config`, { method: "get" }, BODY_LIMITS.config);
   }
 
   private malformed(endpoint: string, what: string): UpstreamError {
     return new UpstreamError("malformed", `Mattermost answered ${endpoint} with ${what}`, endpoint);
   }
 
+  /**
+   * One request whose answer is read up to `maxBytes` (an error answer up to BODY_LIMITS.error).
+   * The body is counted as it streams and the request aborted past the limit, never buffered first.
+   */
   private async request(
     endpoint: string,
     url: string,
     init: { method: string; body?: string },
+    maxBytes: number,
   ): Promise<unknown> {
     const started = performance.now();
+    const aborter = new AbortController();
     let res: Response;
     try {
       res = await fetch(url, {
         ...(this.c4.getOptions(init) as RequestInit),
-        signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]),
+        signal: AbortSignal.any([
+          AbortSignal.timeout(this.opts.timeoutMs),
+          this.closing.signal,
+          aborter.signal,
+        ]),
       });
     } catch (err) {
       this.opts.onRequest?.(endpoint, "error", performance.now() - started);
@@ -216,14 +282,25 @@ export class MattermostClient {
       }
       throw new UpstreamError("network", `${endpoint}: ${e.cause?.code ?? e.message}`, endpoint);
     }
+    const limit = res.ok ? maxBytes : BODY_LIMITS.error;
     let text: string;
+    let complete: boolean;
     try {
-      text = await res.text();
+      ({ text, complete } = await readCapped(res, limit, aborter));
     } catch (err) {
       this.opts.onRequest?.(endpoint, "error", performance.now() - started);
       const e = err as Error;
       const kind = e.name === "TimeoutError" || e.name === "AbortError" ? "timeout" : "network";
       throw new UpstreamError(kind, `${endpoint}: body not received: ${e.message}`, endpoint, res.status);
+    }
+    if (res.ok && !complete) {
+      this.opts.onRequest?.(endpoint, "error", performance.now() - started);
+      throw new UpstreamError(
+        "too-large",
+        `${endpoint}: answer larger than ${limit} bytes, more than this endpoint can return; aborted`,
+        endpoint,
+        res.status,
+      );
     }
     this.opts.onRequest?.(endpoint, res.status, performance.now() - started);
     if (res.ok) {
@@ -233,6 +310,8 @@ export class MattermostClient {
         throw new UpstreamError("malformed", `${endpoint}: answer is not JSON`, endpoint, res.status);
       }
     }
+    // An error's status decides what happens (a 401 with a huge body is still a rejected token);
+    // its body past the limit is left unread and only the start is shown.
     const detail = mattermostMessage(text);
     const msg = `${endpoint}: HTTP ${res.status}${detail ? ` (${detail})` : ""}`;
     if (res.status === 401) throw new UpstreamError("unauthorized", msg, endpoint, 401);

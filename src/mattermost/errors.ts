@@ -7,7 +7,9 @@ export type UpstreamErrorKind =
   | "bad-request" // other 4xx: a bug on our side or an API change
   | "timeout"
   | "network" // refused, reset, DNS
-  | "malformed"; // 2xx with a body that is not what the API documents
+  | "malformed" // 2xx with a body that is not what the API documents
+  | "too-large" // 2xx with a body larger than the endpoint can return (aborted, see BODY_LIMITS)
+  | "endless-paging"; // /users pages that repeat or outnumber /users/stats (see readDirectory)
 
 export class UpstreamError extends Error {
   constructor(

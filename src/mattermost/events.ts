@@ -2,6 +2,13 @@ import { WebSocket } from "ws";
 import type { Logger } from "../log.js";
 import { backoffDelay } from "./backoff.js";
 
+/**
+ * Largest event message accepted (ws's default is 100 MiB). Mattermost's biggest, a `posted` event
+ * with a 16,383-character post and its metadata, is well under 1 MiB; past this `ws` closes the
+ * socket with 1009 from the frame header, before the payload is read, and it reconnects.
+ */
+export const MAX_EVENT_BYTES = 4 * 1024 * 1024;
+
 /** Broadcast events after which the directory may have changed. */
 export const DIRECTORY_EVENTS = new Set(["new_user", "user_updated", "user_activation_status_change"]);
 
@@ -48,6 +55,7 @@ export class MattermostEvents {
     const ws = new WebSocket(url, {
       headers: { Authorization: `Bearer ${this.opts.token()}` },
       handshakeTimeout: 10_000,
+      maxPayload: MAX_EVENT_BYTES,
     });
     this.ws = ws;
     ws.on("open", () => {

@@ -3,14 +3,9 @@ import type { PresenceSnapshot } from "../presence/snapshot.js";
 import { isKnownMattermostStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { backoffDelay } from "./backoff.js";
-import {
-  MAX_IDS_PER_STATUS_REQUEST,
-  MAX_USERS_PER_PAGE,
-  type DirectoryUser,
-  type MattermostClient,
-  type RawStatus,
-} from "./client.js";
-import { UpstreamError } from "./errors.js";
+import { MAX_IDS_PER_STATUS_REQUEST, type MattermostClient, type RawStatus } from "./client.js";
+import { readDirectory } from "./directory.js";
+import { UpstreamError, type UpstreamErrorKind } from "./errors.js";
 
 export interface SyncOptions {
   client: MattermostClient;
@@ -27,6 +22,9 @@ export interface SyncOptions {
   random?: () => number;
   telemetry?: Telemetry;
 }
+
+/** Answers no healthy Mattermost gives: logged as errors, not as a passing outage. */
+const HOSTILE_KINDS: ReadonlySet<UpstreamErrorKind> = new Set(["too-large", "endless-paging"]);
 
 /** What `/readyz`, logs and (later) metrics report about the upstream. */
 export interface UpstreamHealth {
@@ -117,6 +115,8 @@ export class PresenceSync {
    * docs/CONFORMANCE.md).
    */
   private noRecord = new Set<string>();
+  /** Hostile-answer kinds already logged as errors in this failure series. */
+  private readonly loggedHostile = new Set<UpstreamErrorKind>();
 
   constructor(private readonly opts: SyncOptions) {}
 
@@ -225,12 +225,7 @@ export class PresenceSync {
 
   private async refreshDirectory(reason: string): Promise<void> {
     const started = performance.now();
-    const users: DirectoryUser[] = [];
-    for (let page = 0; ; page++) {
-      const batch = await this.opts.client.getActiveUsers(page, MAX_USERS_PER_PAGE);
-      for (const u of batch) users.push(u);
-      if (batch.length < MAX_USERS_PER_PAGE) break;
-    }
+    const { users } = await readDirectory(this.opts.client);
     const changes = this.opts.snapshot.applyDirectory(users);
     this.health.lastDirectoryAt = Date.now();
     const withoutEmail = users.filter((u) => u.email === "").length;
@@ -321,6 +316,7 @@ export class PresenceSync {
     this.health.consecutiveFailures = 0;
     this.health.tokenRejected = false;
     this.health.lastError = undefined;
+    this.loggedHostile.clear();
   }
 
   private onFailure(err: unknown): void {
@@ -344,7 +340,15 @@ export class PresenceSync {
       status: e.status,
       failures: this.health.consecutiveFailures,
     };
-    if (this.health.consecutiveFailures === 1)
+    if (HOSTILE_KINDS.has(e.kind) && !this.loggedHostile.has(e.kind)) {
+      // Not an outage that heals by itself: Mattermost, or a proxy in front of it, answers what the
+      // API cannot. Loud once per series, whatever failed before it; retried with the backoff.
+      this.loggedHostile.add(e.kind);
+      this.opts.log.error(
+        fields,
+        `Mattermost's answer was refused: ${e.message}; serving the last snapshot, check Mattermost and any proxy in front of it`,
+      );
+    } else if (this.health.consecutiveFailures === 1)
       this.opts.log.warn(fields, `Mattermost request failed: ${e.message}; serving the last snapshot`);
     else this.opts.log.debug(fields, e.message);
     this.lastFailure = e;

@@ -1,5 +1,6 @@
 /** `outlook-presence simulate`: runs the Mattermost simulator until SIGINT/SIGTERM. */
 import { parseArgs } from "node:util";
+import { validateFault, type Fault } from "./faults.js";
 import { MattermostSimulator, randomToken } from "./index.js";
 
 export const SIMULATE_USAGE = `Usage: outlook-presence simulate [options]
@@ -14,6 +15,9 @@ Options:
   --seed <n>          PRNG seed for the generated directory (default 1)
   --churn-ms <n>      change some statuses every n ms (default 3000; 0 = off)
   --churn-count <n>   statuses changed per churn tick (default 5)
+  --fault <json>      inject a fault from the start, e.g. '{"kind":"ignore-page"}',
+                      '{"kind":"endless-pages"}', '{"kind":"oversized","bytes":50000000}',
+                      '{"kind":"http-error","status":503,"paths":["users"]}' (see src/simulator/faults.ts)
   --help              show this help
 `;
 
@@ -34,6 +38,23 @@ function intOption(name: string, raw: string | undefined, def: number, min: numb
 
 class UsageError extends Error {}
 
+function parseFault(raw: string | undefined): Fault | undefined {
+  if (raw === undefined) return undefined;
+  let fault: Fault;
+  try {
+    fault = JSON.parse(raw) as Fault;
+  } catch {
+    throw new UsageError(`--fault must be a JSON object, got ${JSON.stringify(raw)}`);
+  }
+  if (typeof fault !== "object" || fault === null) throw new UsageError("--fault must be a JSON object");
+  try {
+    validateFault(fault);
+  } catch (e) {
+    throw new UsageError(`--fault: ${(e as Error).message}`);
+  }
+  return fault;
+}
+
 /** Returns the exit code: 0 after a clean stop, 2 for bad flags, 1 if the simulator cannot start. */
 export async function runSimulate(argv: string[], io: SimulateIo = {}): Promise<number> {
   const out = io.out ?? ((line: string) => process.stdout.write(`${line}\n`));
@@ -47,6 +68,7 @@ export async function runSimulate(argv: string[], io: SimulateIo = {}): Promise<
     seed: number;
     churnMs: number;
     churnCount: number;
+    fault: Fault | undefined;
   };
   try {
     const { values } = parseArgs({
@@ -61,6 +83,7 @@ export async function runSimulate(argv: string[], io: SimulateIo = {}): Promise<
         seed: { type: "string" },
         "churn-ms": { type: "string" },
         "churn-count": { type: "string" },
+        fault: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -80,6 +103,7 @@ export async function runSimulate(argv: string[], io: SimulateIo = {}): Promise<
       seed: intOption("seed", values.seed, 1, 0, 0xffffffff),
       churnMs: intOption("churn-ms", values["churn-ms"], 3000, 0, 86_400_000),
       churnCount: intOption("churn-count", values["churn-count"], 5, 0, 1_000_000),
+      fault: parseFault(values.fault),
     };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
@@ -98,6 +122,7 @@ export async function runSimulate(argv: string[], io: SimulateIo = {}): Promise<
     err(`outlook-presence simulate: cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`);
     return 1;
   }
+  if (opts.fault) sim.setFault(opts.fault);
   if (opts.churnMs > 0 && opts.churnCount > 0) {
     sim.startChurn({ intervalMs: opts.churnMs, changesPerTick: opts.churnCount });
   }
@@ -112,6 +137,7 @@ export async function runSimulate(argv: string[], io: SimulateIo = {}): Promise<
       ? `  churn: ${opts.churnCount} status changes every ${opts.churnMs} ms`
       : "  churn: off",
   );
+  if (opts.fault) out(`  fault: ${JSON.stringify(opts.fault)}`);
   out("Press Ctrl+C to stop.");
 
   await new Promise<void>((resolve) => {

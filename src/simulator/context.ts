@@ -20,6 +20,10 @@ export interface SimStats {
   statusIdsMissingRecord: number;
   /** Date.now() of the last request per route key. */
   lastRequestAt: Record<string, number>;
+  /** Bytes of `oversized` answers written to sockets (the client's reads hold writing back). */
+  oversizedBytesWritten: number;
+  /** `oversized` answers whose client went away before their end. */
+  oversizedAborted: number;
 }
 
 export type PluginSettings = Record<string, Record<string, unknown>>;
@@ -44,6 +48,8 @@ export class SimContext {
     statusIdsMaxIds: 0,
     statusIdsMissingRecord: 0,
     lastRequestAt: {},
+    oversizedBytesWritten: 0,
+    oversizedAborted: 0,
   };
   readonly shuffleRng: Rng;
   readonly churnRng: Rng;
@@ -134,6 +140,8 @@ export class SimContext {
     this.stats.statusIdsMaxInFlight = this.statusIdsInFlight;
     this.stats.statusIdsMaxIds = 0;
     this.stats.statusIdsMissingRecord = 0;
+    this.stats.oversizedBytesWritten = 0;
+    this.stats.oversizedAborted = 0;
   }
 
   /** Resolves true after ms, or false if the simulator stops first. */

@@ -28,7 +28,18 @@ export type FaultKind =
    * proxies' and debugging servers' error pages do: Mattermost's JSON error body, or with
    * `format: "text"` a plain-text page that starts with the header.
    */
-  | { kind: "echo-auth"; status: number; format?: "json" | "text" };
+  | { kind: "echo-auth"; status: number; format?: "json" | "text" }
+  /** `users` answers page 0 whatever `page` says (a proxy that drops it): with per_page users or more, full pages forever. */
+  | { kind: "ignore-page" }
+  /** `users` pages never end: past the real directory, every page is full of made-up active users. */
+  | { kind: "endless-pages" }
+  /**
+   * The answer padded with JSON whitespace to `bytes` and streamed as the client reads it
+   * (`stats.oversizedBytesWritten` counts what was written); with `status`, a Mattermost error
+   * of that status instead of the real answer; `contentLength` declares the size up front
+   * (otherwise chunked, as a streaming proxy sends it).
+   */
+  | { kind: "oversized"; bytes: number; status?: number; contentLength?: boolean };
 
 /**
  * Route keys, used by `Fault.paths` and by `stats.requests` / `stats.lastRequestAt`:
@@ -83,7 +94,15 @@ export function validateFault(f: Fault): void {
     case "slow":
       if (!Number.isFinite(f.delayMs) || f.delayMs < 0) throw new Error(`slow fault: delayMs must be >= 0`);
       break;
+    case "oversized":
+      if (!Number.isSafeInteger(f.bytes) || f.bytes < 0)
+        throw new Error(`oversized fault: bytes must be an integer >= 0`);
+      if (f.status !== undefined && (!Number.isInteger(f.status) || f.status < 400 || f.status > 599))
+        throw new Error(`oversized fault: status must be 400..599, got ${f.status}`);
+      break;
     case "down":
+    case "ignore-page":
+    case "endless-pages":
     case "malformed":
     case "truncated":
     case "bad-status-value":

@@ -4,7 +4,7 @@ import type { SimContext } from "./context.js";
 import { faultApplies, type Fault, type RouteKey } from "./faults.js";
 import { shuffle } from "./prng.js";
 import { appError, errors, faultError, json, type Reply } from "./reply.js";
-import type { SimStatusJson } from "./state.js";
+import type { SimStatusJson, SimUser } from "./state.js";
 
 export const API_PREFIX = "/api/v4/";
 const MAX_BODY_BYTES = 1 << 20;
@@ -81,6 +81,51 @@ function send(ctx: SimContext, res: ServerResponse, rid: string, reply: Reply): 
   res.end(body);
 }
 
+/**
+ * Writes `reply` padded with spaces (JSON whitespace) to `fault.bytes`, a chunk at a time as the
+ * client takes them, so `oversizedBytesWritten` tells how much a client read before it gave up.
+ */
+async function sendOversized(
+  ctx: SimContext,
+  res: ServerResponse,
+  rid: string,
+  reply: Reply,
+  fault: Extract<Fault, { kind: "oversized" }>,
+): Promise<void> {
+  if (res.destroyed || res.headersSent) return;
+  const body = typeof reply.body === "string" ? Buffer.from(reply.body, "utf8") : reply.body;
+  const total = Math.max(body.length, fault.bytes);
+  const headers = headersFor(ctx, rid, reply, body);
+  if (fault.contentLength) headers["Content-Length"] = String(total);
+  else delete headers["Content-Length"];
+  res.writeHead(reply.status, headers);
+  const filler = Buffer.alloc(64 * 1024, 0x20);
+  const write = (chunk: Buffer): Promise<boolean> => {
+    ctx.stats.oversizedBytesWritten += chunk.length;
+    if (res.write(chunk)) return Promise.resolve(!res.destroyed);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => () => {
+        res.off("drain", onDrain);
+        res.off("close", onClose);
+        resolve(ok);
+      };
+      const onDrain = done(true);
+      const onClose = done(false);
+      res.once("drain", onDrain);
+      res.once("close", onClose);
+    });
+  };
+  let left = total - body.length;
+  let ok = await write(body);
+  while (ok && left > 0) {
+    const n = Math.min(left, filler.length);
+    left -= n;
+    ok = await write(n === filler.length ? filler : filler.subarray(0, n));
+  }
+  if (ok) res.end();
+  else ctx.stats.oversizedAborted++;
+}
+
 /** Reads the request body; undefined if it is larger than MAX_BODY_BYTES. */
 function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
@@ -99,6 +144,23 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
       if (!req.complete) resolve(undefined);
     });
   });
+}
+
+/** The i-th user of an `endless-pages` directory: never in the state, same answer every time. */
+function madeUpUser(i: number): SimUser {
+  const username = `endless.${String(i).padStart(9, "0")}`;
+  return {
+    id: `endless${i.toString(36).padStart(19, "0")}`,
+    username,
+    email: `${username}@example.com`,
+    first_name: "Endless",
+    last_name: String(i),
+    is_bot: false,
+    delete_at: 0,
+    create_at: 0,
+    update_at: 0,
+    roles: "system_user",
+  };
 }
 
 export function rateLimitReply(retryAfterSeconds: number): Reply {
@@ -207,8 +269,10 @@ async function handle(ctx: SimContext, req: IncomingMessage, res: ServerResponse
   if (route.key === "unknown") reply = errors.notFound(url.pathname);
   else if (req.method !== route.method) reply = errors.methodNotAllowed(rid);
   else if (body === undefined) reply = errors.bodyTooLarge(rid);
+  else if (fault?.kind === "oversized" && fault.status !== undefined) reply = faultError(fault.status, rid);
   else reply = answer(ctx, route, url, req, body, rid, fault);
-  send(ctx, res, rid, lateFault(fault, reply));
+  if (fault?.kind === "oversized") await sendOversized(ctx, res, rid, reply, fault);
+  else send(ctx, res, rid, lateFault(fault, reply));
 }
 
 function answer(
@@ -274,13 +338,17 @@ function answer(
       const matching = state.directory(
         inactive && !active ? "inactive" : active && !inactive ? "active" : "all",
       );
+      if (fault?.kind === "ignore-page") page = 0;
       const start = page * perPage;
       const slice = matching.slice(start, start + perPage);
-      return json(
-        200,
-        // Lists hide the caller's own email too (ShowEmailAddress off); users/me shows it.
-        slice.map((u) => state.profileJson(u, false, caller.admin)),
-      );
+      // Lists hide the caller's own email too (ShowEmailAddress off); users/me shows it.
+      const profiles = slice.map((u) => state.profileJson(u, false, caller.admin));
+      if (fault?.kind === "endless-pages") {
+        for (let i = start + slice.length; profiles.length < perPage; i++) {
+          profiles.push(state.profileJson(madeUpUser(i), false, caller.admin));
+        }
+      }
+      return json(200, profiles);
     }
 
     case "users/stats":
