@@ -4,31 +4,16 @@ import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { CLI, GatewayProcess, runCli } from "../helpers/gateway-process.js";
+import {
+  doctorLine as line,
+  doctorLines as lines,
+  type DoctorLine as Line,
+} from "../helpers/doctor-output.js";
 
 const TOKEN = `e2e-token-${process.pid}-abcdef`;
 const SECRET = `e2e-secret-${process.pid}-abcdef`;
 /** Above what one status request takes on a loaded machine, so doctor's poll-cost check passes. */
 const POLL_MS = "1000";
-
-interface Line {
-  verdict: string;
-  check: string;
-  message: string;
-}
-
-function lines(stdout: string): Line[] {
-  return stdout
-    .split("\n")
-    .map((l) => /^(PASS|WARN|FAIL|SKIP) {2}(\S+) +(.*)$/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ verdict: m[1]!, check: m[2]!, message: m[3]! }));
-}
-
-function line(out: Line[], check: string): Line {
-  const l = out.find((x) => x.check === check);
-  assert.ok(l, `no line for ${check}: ${JSON.stringify(out)}`);
-  return l;
-}
 
 const env = (sim: MattermostSimulator): Record<string, string> => ({
   MATTERMOST_URL: sim.url,

@@ -3,29 +3,14 @@ import { createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
+import {
+  doctorLine as line,
+  doctorLines as lines,
+  type DoctorLine as Line,
+} from "../helpers/doctor-output.js";
 
 const TOKEN = `doctor-token-${process.pid}-abcdef`;
 const SECRET = `doctor-secret-${process.pid}-abcdef`;
-
-interface Line {
-  verdict: string;
-  check: string;
-  message: string;
-}
-
-function lines(stdout: string): Line[] {
-  return stdout
-    .split("\n")
-    .map((l) => /^(PASS|WARN|FAIL|SKIP) {2}(\S+) +(.*)$/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ verdict: m[1]!, check: m[2]!, message: m[3]! }));
-}
-
-function line(out: Line[], check: string): Line {
-  const l = out.find((x) => x.check === check);
-  assert.ok(l, `no line for ${check}: ${JSON.stringify(out)}`);
-  return l;
-}
 
 /** A port nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
