@@ -137,7 +137,7 @@ try {
   const bin = join(final.root, "usr/local/bin");
   const PATH = `${bin}:${process.env.PATH}`;
   const token = `ci-token-${process.pid}`;
-  const secret = `ci-secret-${process.pid}`;
+  const secret = `ci-dockerfile-secret-${process.pid}`;
   const sim = run(
     join(bin, "outlook-presence"),
     ["simulate", "--port", "0", "--users", "50", "--token", token],
