@@ -45,12 +45,16 @@ export class NetCluster {
     readonly ttlMs: number,
   ) {}
 
-  /** `mattermostPort`: where the gateways reach Mattermost on ctl (a proxy in front of the simulator). */
+  /**
+   * `mattermostPort`: where the gateways reach Mattermost on ctl (a proxy in front of the simulator).
+   * `hostEnv`: settings of one replica only, over `env`.
+   */
   static async start(opts: {
     ttlMs: number;
     pollMs: number;
     users: number;
     env?: Record<string, string>;
+    hostEnv?: Partial<Record<GatewayHost, Record<string, string>>>;
     mattermostPort?: number;
   }) {
     const sim = new MattermostSimulator({ token: TOKEN, users: opts.users, seed: 41 });
@@ -72,6 +76,7 @@ export class NetCluster {
             REDIS_URL: `redis://${hostAddress("redis", "r")}:${REDIS_PORT}`,
             PRESENCE_LEADER_TTL_MS: String(opts.ttlMs),
             ...opts.env,
+            ...opts.hostEnv?.[host],
           },
           [],
           { netns: ns(host), urlHost: hostAddress(host, "c") },
