@@ -4,11 +4,7 @@ import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { CLI, GatewayProcess, runCli } from "../helpers/gateway-process.js";
-import {
-  doctorLine as line,
-  doctorLines as lines,
-  type DoctorLine as Line,
-} from "../helpers/doctor-output.js";
+import { doctorLine as line, doctorLines as lines } from "../helpers/doctor-output.js";
 
 const TOKEN = `e2e-token-${process.pid}-abcdef`;
 const SECRET = `e2e-secret-${process.pid}-abcdef`;

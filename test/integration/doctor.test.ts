@@ -3,11 +3,7 @@ import { createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
-import {
-  doctorLine as line,
-  doctorLines as lines,
-  type DoctorLine as Line,
-} from "../helpers/doctor-output.js";
+import { doctorLine as line, doctorLines as lines } from "../helpers/doctor-output.js";
 
 const TOKEN = `doctor-token-${process.pid}-abcdef`;
 const SECRET = `doctor-secret-${process.pid}-abcdef`;
