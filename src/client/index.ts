@@ -9,8 +9,9 @@
  * ```
  *
  * It keeps a view of everyone (or of its subscription) in `users`, resumes the stream from the
- * last position (epoch and seq) it processed after any disconnect (so nothing is lost while the gateway still retains
- * the changes; otherwise it receives a fresh snapshot), and reconnects with exponential backoff.
+ * last position (epoch and seq) it processed after any disconnect (so nothing is lost while the
+ * gateway still retains the changes; otherwise it receives a fresh snapshot), and reconnects with
+ * exponential backoff.
  */
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
@@ -27,6 +28,7 @@ import type {
   SnapshotMessage,
 } from "../http/v2/protocol.js";
 import { V2_MAX_AUTH_MESSAGE_BYTES } from "../http/v2/protocol.js";
+import { parsePosition } from "../presence/position.js";
 
 export type {
   ChangeJson,
@@ -144,12 +146,10 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     super();
     this.base = new URL(opts.url);
     this.filter = opts.emails || opts.userIds ? { emails: opts.emails, userIds: opts.userIds } : undefined;
-    if (typeof opts.since === "number") this.seq = opts.since;
-    else if (opts.since !== undefined) {
-      const at = opts.since.lastIndexOf(":");
-      this.epoch = at > 0 ? opts.since.slice(0, at) : undefined;
-      this.seq = Number(opts.since.slice(at + 1));
-    }
+    // A malformed saved position would be refused (400) on every reconnect: start afresh instead.
+    const since = opts.since === undefined ? undefined : parsePosition(String(opts.since));
+    this.epoch = since?.epoch;
+    this.seq = since?.seq;
   }
 
   /** Where a reconnect resumes from, `<epoch>:<seq>`: save it to resume after a restart. */
@@ -158,7 +158,7 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     return this.epoch === undefined ? String(this.seq) : `${this.epoch}:${this.seq}`;
   }
 
-  /** The seq of the last message processed: what a reconnect resumes from. */
+  /** The seq of the last message processed (a reconnect resumes from `position`). */
   get lastSeq(): number | undefined {
     return this.seq;
   }
