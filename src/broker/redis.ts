@@ -293,7 +293,7 @@ export class RedisBroker implements Broker {
     this.needState = true;
     this.writeState();
     this.opts.log.info(
-      { event: "leader_acquired", seq: this.snapshot.lastSeq },
+      { event: "leader_acquired", seq: this.snapshot.lastSeq, epoch: this.snapshot.epoch },
       "this replica now polls Mattermost",
     );
     this.onLeadership(true);
@@ -310,11 +310,13 @@ export class RedisBroker implements Broker {
       if (!(seen > this.snapshot.lastSeq)) return;
       this.opts.log.warn(
         { event: "leader_renumbered", seq: this.snapshot.lastSeq, seen },
-        "replicas saw changes this Redis lost (a failover): numbering restarts past them",
+        "replicas saw changes this Redis lost (a failover): a new epoch, numbered past them",
       );
       // seen + 1, not seen: a follower holding the lost batch up to `seen` must find a gap at our
       // next batch and reload, rather than apply it on top of statuses we never had.
       this.snapshot.advanceSeq(seen + 1);
+      // Clients hold positions of the lost batches that our numbers will now differ from.
+      this.snapshot.startEpoch();
       this.lastId = `${seen + 1}-0`;
     } catch (err) {
       this.noteError(err as Error);

@@ -9,8 +9,9 @@
  * ```
  *
  * It keeps a view of everyone (or of its subscription) in `users`, resumes the stream from the
- * last seq it processed after any disconnect (so nothing is lost while the gateway still retains
- * the changes; otherwise it receives a fresh snapshot), and reconnects with exponential backoff.
+ * last position (epoch and seq) it processed after any disconnect (so nothing is lost while the
+ * gateway still retains the changes; otherwise it receives a fresh snapshot), and reconnects with
+ * exponential backoff.
  */
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
@@ -27,6 +28,7 @@ import type {
   SnapshotMessage,
 } from "../http/v2/protocol.js";
 import { V2_MAX_AUTH_MESSAGE_BYTES } from "../http/v2/protocol.js";
+import { parsePosition } from "../presence/position.js";
 
 export type {
   ChangeJson,
@@ -65,8 +67,11 @@ export interface PresenceClientOptions extends PresenceFilter {
   maxBackoffMs?: number;
   /** A socket that received nothing (not even a ping) for this long is dropped. Default 75000. */
   idleTimeoutMs?: number;
-  /** Resume from here on the first connect (a seq saved earlier). */
-  since?: number;
+  /**
+   * Resume from here on the first connect: a `position` saved earlier (`<epoch>:<seq>`). A bare
+   * seq is accepted but always answered with a snapshot (it cannot be tied to an epoch).
+   */
+  since?: string | number;
 }
 
 /** One person as the client knows them. */
@@ -124,6 +129,7 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
   private filter: PresenceFilter | undefined;
   private ws: WebSocket | undefined;
   private seq: number | undefined;
+  private epoch: string | undefined;
   private running = false;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -140,10 +146,19 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     super();
     this.base = new URL(opts.url);
     this.filter = opts.emails || opts.userIds ? { emails: opts.emails, userIds: opts.userIds } : undefined;
-    this.seq = opts.since;
+    // A malformed saved position would be refused (400) on every reconnect: start afresh instead.
+    const since = opts.since === undefined ? undefined : parsePosition(String(opts.since));
+    this.epoch = since?.epoch;
+    this.seq = since?.seq;
   }
 
-  /** The seq of the last message processed: what a reconnect resumes from. */
+  /** Where a reconnect resumes from, `<epoch>:<seq>`: save it to resume after a restart. */
+  get position(): string | undefined {
+    if (this.seq === undefined) return undefined;
+    return this.epoch === undefined ? String(this.seq) : `${this.epoch}:${this.seq}`;
+  }
+
+  /** The seq of the last message processed (a reconnect resumes from `position`). */
   get lastSeq(): number | undefined {
     return this.seq;
   }
@@ -237,7 +252,8 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     const url = this.httpUrl("/api/v2/stream");
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const params = new URLSearchParams();
-    if (this.seq !== undefined) params.set("since", String(this.seq));
+    const since = this.position;
+    if (since !== undefined) params.set("since", since);
     const query = filterQuery(this.filter);
     const inAuthMessage = query.length > MAX_QUERY_CHARS;
     url.search = inAuthMessage ? params.toString() : [params.toString(), query].filter(Boolean).join("&");
@@ -311,7 +327,12 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
         this.split = undefined;
         this.handle(msg);
         const seq = msg.type === "snapshot" ? msg.seq : split.held.seq;
-        this.handle({ type: "ready", seq, resumed: false });
+        this.handle({
+          type: "ready",
+          epoch: msg.type === "snapshot" ? msg.epoch : split.held.epoch,
+          seq,
+          resumed: false,
+        });
       }
       return;
     }
@@ -319,6 +340,7 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
       case "snapshot":
         this.users.clear();
         for (const u of msg.users) this.users.set(u.user_id, { ...u, changed_at: 0 });
+        this.epoch = msg.epoch;
         this.seq = msg.seq;
         this.emit("snapshot", msg);
         return;
@@ -335,10 +357,12 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
             changed_at: c.at,
           });
         }
+        this.epoch = msg.epoch;
         this.seq = msg.seq;
         this.emit("changes", msg.changes, msg.seq);
         return;
       case "ready":
+        this.epoch = msg.epoch;
         this.seq = msg.seq;
         this.attempt = 0;
         this.live = true;

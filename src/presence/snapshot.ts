@@ -1,3 +1,4 @@
+import { newEpoch } from "./position.js";
 import type { DirectoryUser } from "../mattermost/client.js";
 import { toProviderStatus, type ProviderStatus } from "./status.js";
 
@@ -45,6 +46,8 @@ export type ChangeListener = (changes: readonly Change[], meta: ChangeMeta) => v
 /** The whole snapshot as plain data, for replicas (see src/broker). */
 export interface SnapshotState {
   readonly seq: number;
+  /** The numbering history `seq` belongs to (absent in states written before epochs existed). */
+  readonly epoch?: string;
   readonly users: readonly {
     id: string;
     username: string;
@@ -73,6 +76,8 @@ export class PresenceSnapshot {
   private visibleIndex = new Map<string, number>();
   private listeners = new Set<ChangeListener>();
   private seq = 0;
+  /** A new history of numbering per process, adopted from the leader by replicas (see position.ts). */
+  private epochId = newEpoch();
   private directoryLoaded = false;
   private statusesLoaded = false;
   /** Bumped whenever the visible list's membership or order changes (every page may move). */
@@ -91,6 +96,20 @@ export class PresenceSnapshot {
 
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** The history `lastSeq` is numbered in: positions of another epoch are never resumed. */
+  get epoch(): string {
+    return this.epochId;
+  }
+
+  /**
+   * Starts a new history: the numbering from here on cannot be told apart from numbers given out
+   * elsewhere (a leader that numbers past batches a failover lost), so no older position resumes.
+   */
+  startEpoch(): void {
+    this.epochId = newEpoch();
+    this.stateVersion++; // cached bodies carry the epoch
   }
 
   get size(): number {
@@ -254,6 +273,7 @@ export class PresenceSnapshot {
   exportState(): SnapshotState {
     return {
       seq: this.seq,
+      epoch: this.epochId,
       users: this.users.map((u) => ({
         id: u.id,
         username: u.username,
@@ -336,6 +356,10 @@ export class PresenceSnapshot {
     // The version must still grow though seq may drop: readers cache under it.
     this.stateVersion += Math.max(0, this.seq - state.seq);
     this.seq = state.seq;
+    // A state without an epoch (written by an older leader) proves no continuity: a new one.
+    const epoch = state.epoch ?? newEpoch();
+    if (epoch !== this.epochId) this.stateVersion++; // cached bodies carry the epoch
+    this.epochId = epoch;
     if (!wasReady) return [];
     this.emit(changes, { directoryChanged: true, resync: true });
     return changes;

@@ -38,7 +38,7 @@ export class StreamConn {
   /** Opens the socket; `secret` goes in the Authorization header unless undefined. */
   static async open(
     base: string,
-    opts: { secret?: string; since?: number; query?: string } = {},
+    opts: { secret?: string; since?: number | string; query?: string } = {},
   ): Promise<StreamConn> {
     const params = [opts.since !== undefined ? `since=${opts.since}` : "", opts.query ?? ""]
       .filter(Boolean)

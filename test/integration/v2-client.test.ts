@@ -86,6 +86,35 @@ describe("PresenceClient and `outlook-presence watch` against a real gateway", (
     }
   });
 
+  test(
+    "a saved position resumes a new client; one of another epoch, or malformed, starts with a snapshot",
+    { timeout: 20_000 },
+    async () => {
+      const first = new Client.PresenceClient({ url: gw.url, secret: SECRET });
+      first.start();
+      await waitUntil(() => first.isLive, 5000, "the first client to be live");
+      const saved = first.position!;
+      await first.stop();
+      assert.match(saved, new RegExp(`^${gw.gateway.snapshot.epoch}:\\d+$`));
+      await flip(people.slice(0, 5));
+      const readyOf = async (since: string) => {
+        const c = new Client.PresenceClient({ url: gw.url, secret: SECRET, since });
+        const ready = new Promise<ClientModule.PresenceClientEvents["ready"][0]>((r) => c.once("ready", r));
+        c.start();
+        try {
+          return await ready;
+        } finally {
+          await c.stop();
+        }
+      };
+      const resumed = await readyOf(saved);
+      assert.equal(resumed.resumed, true);
+      assert.equal(resumed.epoch, gw.gateway.snapshot.epoch);
+      assert.equal((await readyOf(`other:${saved.split(":")[1]}`)).resumed, false);
+      assert.equal((await readyOf("not a position")).resumed, false);
+    },
+  );
+
   test("a subscription: only those people; a refused secret stops the client with an error", async () => {
     const [a, b] = people.slice(100, 102) as [SimUser, SimUser];
     const client = new Client.PresenceClient({ url: gw.url, secret: SECRET, emails: [a.email] });

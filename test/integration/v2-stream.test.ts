@@ -74,9 +74,10 @@ describe("API v2 stream against the simulator (in-process gateway)", () => {
     // not the time, but the time is cheap to honour).
     await new Promise((r) => setTimeout(r, Math.max(0, 10_000 - (Date.now() - leftAt))));
 
-    const b = await open({ secret: SECRET, since: lastSeen });
+    const b = await open({ secret: SECRET, since: `${ready.epoch}:${lastSeen}` });
     const resumed = await b.nth("ready");
     assert.equal(resumed.resumed, true);
+    assert.equal(resumed.epoch, ready.epoch, "one process, one epoch");
     assert.equal(
       b.messages.some((m) => m.type === "snapshot"),
       false,
@@ -109,14 +110,24 @@ describe("API v2 stream against the simulator (in-process gateway)", () => {
     assert.deepEqual(b.violations, []);
   });
 
-  test("since too old or from the future: a snapshot, then live", async () => {
-    const tooOld = await open({ secret: SECRET, since: 1 });
+  test("since too old, from the future, of another epoch or bare: a snapshot, then live", async () => {
+    const { epoch, lastSeq } = gw.gateway.snapshot;
+    const tooOld = await open({ secret: SECRET, since: `${epoch}:1` });
     const snap = await tooOld.nth("snapshot");
     assert.equal((await tooOld.nth("ready")).resumed, false);
     assert.equal(snap.users.length, gw.gateway.snapshot.visible().length);
-    const future = await open({ secret: SECRET, since: gw.gateway.snapshot.lastSeq + 100 });
+    assert.equal(snap.epoch, epoch);
+    const future = await open({ secret: SECRET, since: `${epoch}:${lastSeq + 100}` });
     await future.nth("snapshot");
-    const upToDate = await open({ secret: SECRET, since: gw.gateway.snapshot.lastSeq });
+    // The same number in another history (a restarted gateway) is not this position.
+    const otherEpoch = await open({ secret: SECRET, since: `other-epoch:${lastSeq}` });
+    await otherEpoch.nth("snapshot");
+    assert.equal((await otherEpoch.nth("ready")).resumed, false);
+    // A bare seq (a client older than epochs) cannot be tied to this history: a snapshot.
+    const bare = await open({ secret: SECRET, since: lastSeq });
+    await bare.nth("snapshot");
+    assert.equal((await bare.nth("ready")).resumed, false);
+    const upToDate = await open({ secret: SECRET, since: `${epoch}:${lastSeq}` });
     const r = await upToDate.nth("ready");
     assert.equal(r.resumed, true);
     assert.equal(upToDate.messages.length, 1, "nothing to catch up: only ready");
@@ -196,6 +207,7 @@ describe("API v2 stream against the simulator (in-process gateway)", () => {
 
     await assert.rejects(open({ secret: "nope" }), /upgrade refused: 401/);
     await assert.rejects(open({ secret: SECRET, query: "since=abc" }), /upgrade refused: 400/);
+    await assert.rejects(open({ secret: SECRET, query: "since=a:b:1" }), /upgrade refused: 400/);
 
     const junk = await open();
     await junk.nth("ready");

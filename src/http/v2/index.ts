@@ -6,6 +6,7 @@ import { refuseUpgrade, type HttpModule } from "../router.js";
 import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
 import { V2Stream } from "./stream.js";
+import { parsePosition } from "../../presence/position.js";
 import type { UnsentBytes } from "../unsent-bytes.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, type ClientAddress } from "../client-address.js";
@@ -40,8 +41,6 @@ export interface V2Deps {
 export interface V2Api extends HttpModule {
   readonly stream: V2Stream;
 }
-
-const SINCE_RE = /^\d{1,15}$/;
 
 /**
  * API v2 (docs/API-V2.md): GET /api/v2/presence, POST /api/v2/presence/query, GET
@@ -89,8 +88,9 @@ export function presenceApiV2(deps: V2Deps): V2Api {
             refuseUpgrade(socket, code, message);
           };
           const rawSince = url.searchParams.get("since");
-          if (rawSince !== null && rawSince !== "" && !SINCE_RE.test(rawSince)) {
-            return refuse("invalid_query", "since must be a non-negative integer (a seq)");
+          const since = rawSince ? parsePosition(rawSince) : undefined;
+          if (rawSince && !since) {
+            return refuse("invalid_query", "since must be <epoch>:<seq> as the gateway sent them (or a seq)");
           }
           let filter: UserFilter | undefined;
           try {
@@ -130,7 +130,7 @@ export function presenceApiV2(deps: V2Deps): V2Api {
           }
           stream.accept(req, socket, head, {
             authorized,
-            since: rawSince ? Number(rawSince) : undefined,
+            since,
             filter,
           });
         },

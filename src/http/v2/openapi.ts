@@ -9,6 +9,11 @@ import { VERSION } from "../../version.js";
 
 const STATUS = { type: "string", enum: ["online", "away", "dnd", "offline"] } as const;
 const SEQ = { type: "integer", minimum: 0 } as const;
+const EPOCH = {
+  type: "string",
+  pattern: "^[A-Za-z0-9_-]{1,64}$",
+  description: "the numbering history seq belongs to; a new one after a restart or a renumbering leader",
+} as const;
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` }) as const;
 
 export const SCHEMAS = {
@@ -28,9 +33,10 @@ export const SCHEMAS = {
   },
   PresenceResponse: {
     type: "object",
-    required: ["seq", "users"],
+    required: ["epoch", "seq", "users"],
     additionalProperties: false,
     properties: {
+      epoch: EPOCH,
       seq: { ...SEQ, description: "every change up to this one is reflected; stream from here with since" },
       users: { type: "array", items: ref("PresenceUser") },
     },
@@ -70,30 +76,33 @@ export const SCHEMAS = {
   },
   ChangesMessage: {
     type: "object",
-    required: ["type", "seq", "changes"],
+    required: ["type", "epoch", "seq", "changes"],
     additionalProperties: false,
     properties: {
       type: { const: "changes" },
+      epoch: EPOCH,
       seq: { ...SEQ, description: "seq of the last change of the batch; resume from here" },
       changes: { type: "array", items: ref("Change") },
     },
   },
   SnapshotMessage: {
     type: "object",
-    required: ["type", "seq", "users"],
+    required: ["type", "epoch", "seq", "users"],
     additionalProperties: false,
     properties: {
       type: { const: "snapshot" },
+      epoch: EPOCH,
       seq: SEQ,
       users: { type: "array", items: ref("PresenceUser") },
     },
   },
   ReadyMessage: {
     type: "object",
-    required: ["type", "seq", "resumed"],
+    required: ["type", "epoch", "seq", "resumed"],
     additionalProperties: false,
     properties: {
       type: { const: "ready" },
+      epoch: EPOCH,
       seq: SEQ,
       resumed: { type: "boolean", description: "false: a snapshot was sent instead of the missed changes" },
     },
@@ -222,8 +231,9 @@ export const OPENAPI = {
             name: "since",
             in: "query",
             required: false,
-            description: "the last seq you processed",
-            schema: SEQ,
+            description:
+              "`<epoch>:<seq>` of the last message you processed. A bare seq (clients older than epochs) is accepted and answered with a snapshot.",
+            schema: { type: "string", pattern: "^([A-Za-z0-9_-]{1,64}:)?[0-9]{1,15}$" },
           },
           { name: "emails", in: "query", required: false, schema: { type: "string" } },
           { name: "user_ids", in: "query", required: false, schema: { type: "string" } },

@@ -29,6 +29,8 @@ export interface PresenceUserJson {
 
 /** GET /api/v2/presence, POST /api/v2/presence/query. */
 export interface PresenceResponse {
+  /** The numbering history `seq` belongs to; resume with `since=<epoch>:<seq>`. */
+  epoch: string;
   /** Every change up to this one is reflected in `users`; resume the stream from here. */
   seq: number;
   users: PresenceUserJson[];
@@ -52,6 +54,7 @@ export interface ChangeJson {
 /** Server → client. */
 export interface ChangesMessage {
   type: "changes";
+  epoch: string;
   /** The seq of the last change in this message. */
   seq: number;
   changes: ChangeJson[];
@@ -59,6 +62,7 @@ export interface ChangesMessage {
 
 export interface SnapshotMessage {
   type: "snapshot";
+  epoch: string;
   seq: number;
   users: PresenceUserJson[];
 }
@@ -66,6 +70,7 @@ export interface SnapshotMessage {
 /** Sent once the catch-up (missed changes or a snapshot) is written: from here on, live. */
 export interface ReadyMessage {
   type: "ready";
+  epoch: string;
   seq: number;
   /** true: the `since` asked for was resumed exactly; false: a snapshot was sent instead. */
   resumed: boolean;

@@ -3,6 +3,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { Logger } from "../../log.js";
 import { ChangeLog } from "../../presence/change-log.js";
+import { decideResume, type Position } from "../../presence/position.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
 import { pingPool, setMaxPayload, textFrame, type Pingable } from "../ws-frames.js";
@@ -42,7 +43,7 @@ export interface StreamOptions {
 /** What the upgrade request said, checked before the handshake. */
 export interface StreamStart {
   authorized: boolean;
-  since: number | undefined;
+  since: Position | undefined;
   filter: UserFilter | undefined;
 }
 
@@ -52,7 +53,7 @@ interface Client extends Pingable {
   /** The client's address, for the auth-failure limit. */
   readonly address: string;
   live: boolean;
-  since: number | undefined;
+  since: Position | undefined;
   filter: UserFilter | undefined;
   /** Set while the socket has not sent its auth message yet. */
   authTimer?: NodeJS.Timeout;
@@ -89,6 +90,8 @@ export const MAX_PENDING_AUTH_PER_ADDRESS = 8;
  */
 export class V2Stream {
   readonly changeLog: ChangeLog;
+  /** The epoch the change log's numbers belong to. */
+  private logEpoch: string | undefined;
   private readonly wss = new WebSocketServer({
     noServer: true,
     // Raised to MAX_CLIENT_MESSAGE_BYTES once the socket has authenticated (setMaxPayload).
@@ -189,16 +192,19 @@ export class V2Stream {
     if (changes.length === 0) return;
     // A resync is a difference against this replica's own past, not the changes that happened:
     // only a client exactly at the batch's start can apply it as a resume.
-    if (resync) this.changeLog.reset(changes[0]!.seq - 1);
+    const epoch = this.opts.snapshot.epoch;
+    if (resync || epoch !== this.logEpoch) this.changeLog.reset(changes[0]!.seq - 1);
+    this.logEpoch = epoch;
     this.changeLog.append(changes);
     const seq = changes[changes.length - 1]!.seq;
+    const head = `{"type":"changes","epoch":"${epoch}","seq":${seq},"changes":[`;
     let items: string[] | undefined;
     let shared: Buffer | undefined;
     for (const client of this.clients.values()) {
       if (!client.live) continue;
       items ??= changes.map(changeJson);
       if (!client.filter) {
-        shared ??= textFrame(`{"type":"changes","seq":${seq},"changes":[${items.join(",")}]}`);
+        shared ??= textFrame(`${head}${items.join(",")}]}`);
         this.write(client, shared);
         continue;
       }
@@ -208,7 +214,7 @@ export class V2Stream {
         if (matches(client.filter, c.userId, c.email)) mine.push(items[i]!);
       }
       if (mine.length > 0) {
-        this.write(client, textFrame(`{"type":"changes","seq":${seq},"changes":[${mine.join(",")}]}`));
+        this.write(client, textFrame(`${head}${mine.join(",")}]}`));
       }
     }
   }
@@ -233,7 +239,12 @@ export class V2Stream {
       this.closeWith(client, V2_CLOSE.tooSlow, reason, "too slow: reconnect with since"),
     );
     this.opts.log.info(
-      { event: "v2_connect", remote, since: start.since, sockets: this.clients.size },
+      {
+        event: "v2_connect",
+        remote,
+        since: start.since && `${start.since.epoch ?? ""}:${start.since.seq}`,
+        sockets: this.clients.size,
+      },
       "v2 stream client connected",
     );
     ws.on("pong", () => (client.alive = true));
@@ -345,11 +356,12 @@ export class V2Stream {
   private goLive(client: Client): void {
     const { snapshot } = this.opts;
     const seq = snapshot.lastSeq;
-    let missed: Change[] | undefined;
-    if (client.since === seq) missed = [];
-    else if (client.since !== undefined && this.changeLog.lastSeq === seq) {
-      missed = this.changeLog.since(client.since);
-    }
+    const epoch = snapshot.epoch;
+    const missed = decideResume(
+      client.since,
+      { epoch, seq },
+      { epoch: this.logEpoch, changes: this.changeLog },
+    );
     const frames: Buffer[] = [];
     if (!missed) frames.push(this.snapshotFrame(client));
     else {
@@ -359,7 +371,9 @@ export class V2Stream {
         if (items.length === 0) continue;
         const last = part[part.length - 1]!.seq;
         frames.push(
-          textFrame(`{"type":"changes","seq":${last},"changes":[${items.map(changeJson).join(",")}]}`),
+          textFrame(
+            `{"type":"changes","epoch":"${epoch}","seq":${last},"changes":[${items.map(changeJson).join(",")}]}`,
+          ),
         );
       }
     }
@@ -373,7 +387,10 @@ export class V2Stream {
       if (!this.unsent.write(client, catchUp, true, shared)) return;
       client.sent += frames.length;
     }
-    this.write(client, textFrame(`{"type":"ready","seq":${seq},"resumed":${missed !== undefined}}`));
+    this.write(
+      client,
+      textFrame(`{"type":"ready","epoch":"${epoch}","seq":${seq},"resumed":${missed !== undefined}}`),
+    );
   }
 
   /** A subscription's snapshot: a catch-up, refused (and the socket closed) over an undrained one. */

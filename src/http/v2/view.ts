@@ -77,7 +77,7 @@ export function changeJson(c: Change): string {
  * by every request and every stream snapshot until the next change.
  */
 export class PresenceView {
-  private cache: { version: number; seq: number; users: string } | undefined;
+  private cache: { version: number; epoch: string; seq: number; users: string } | undefined;
 
   constructor(private readonly snapshot: PresenceSnapshot) {}
 
@@ -85,24 +85,24 @@ export class PresenceView {
     return this.snapshot.version;
   }
 
-  /** `{"seq":…,"users":[…]}`, with `prefix` fields first (e.g. `"type":"snapshot",`). */
+  /** `{"epoch":…,"seq":…,"users":[…]}`, with `prefix` fields first (e.g. `"type":"snapshot",`). */
   body(filter: UserFilter | undefined, prefix = ""): { seq: number; json: string } {
-    const { seq, users } = filter ? this.filtered(filter) : this.all();
-    return { seq, json: `{${prefix}"seq":${seq},"users":${users}}` };
+    const { epoch, seq, users } = filter ? this.filtered(filter) : this.all();
+    return { seq, json: `{${prefix}"epoch":"${epoch}","seq":${seq},"users":${users}}` };
   }
 
-  private all(): { seq: number; users: string } {
+  private all(): { epoch: string; seq: number; users: string } {
     const version = this.snapshot.version;
     if (this.cache?.version !== version) {
       const users = `[${this.snapshot.visible().map(userJson).join(",")}]`;
-      this.cache = { version, seq: this.snapshot.lastSeq, users };
+      this.cache = { version, epoch: this.snapshot.epoch, seq: this.snapshot.lastSeq, users };
     }
     return this.cache;
   }
 
-  private filtered(filter: UserFilter): { seq: number; users: string } {
+  private filtered(filter: UserFilter): { epoch: string; seq: number; users: string } {
     const parts: string[] = [];
     for (const u of this.snapshot.visible()) if (matches(filter, u.id, u.email)) parts.push(userJson(u));
-    return { seq: this.snapshot.lastSeq, users: `[${parts.join(",")}]` };
+    return { epoch: this.snapshot.epoch, seq: this.snapshot.lastSeq, users: `[${parts.join(",")}]` };
   }
 }
