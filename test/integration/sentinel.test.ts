@@ -206,9 +206,18 @@ describe("a leader elected after batches were lost with the old Redis", () => {
       } finally {
         p.ws?.terminate();
       }
-      const entries = await redis.xrange(`${prefix}:changes`, "-", "+");
-      const after = entries.filter(([id]) => Number(id.split("-")[0]) > 0);
-      assert.ok(after.length > 0, "the new leader published");
+      // The provider can converge before the leader's stream write (queued behind its state
+      // write) lands in Redis: wait for the entries rather than read them once.
+      let after: [string, string[]][] = [];
+      await waitUntil(
+        async () => {
+          const entries = await redis.xrange(`${prefix}:changes`, "-", "+");
+          after = entries.filter(([id]) => Number(id.split("-")[0]) > 0);
+          return after.length > 0;
+        },
+        15_000,
+        "the new leader published",
+      );
       for (const [id] of after) assert.ok(Number(id.split("-")[0]) > seen, `entry ${id} reuses a number`);
     } finally {
       redis.disconnect();
