@@ -25,7 +25,8 @@ export function textFrame(payload: string | Buffer): Buffer {
 /**
  * Writes pre-built frames straight to the socket under a `ws` connection, in one write
  * (one syscall for a whole poll cycle's changes). Safe because permessage-deflate is off, so
- * `ws` itself never holds frames back that ours could overtake.
+ * `ws` itself never holds frames back that ours could overtake. `_socket` (and `_receiver` below)
+ * are `ws` internals: `ws` is pinned to one minor and test/unit/ws-internals.test.ts checks them.
  */
 export function writeFrames(ws: WebSocket, frames: Buffer): boolean {
   const socket = (ws as unknown as { _socket: Socket | null })._socket;

@@ -92,7 +92,10 @@ export class GatewayProcess {
   }
 }
 
-/** Runs the CLI to completion and returns its exit code and output. */
+/**
+ * Runs the CLI to completion and returns its exit code and output. A run still going after
+ * `timeoutMs` is killed and rejects, saying so: a bound hit under load is not the CLI's answer.
+ */
 export async function runCli(
   args: string[],
   env: Record<string, string> = {},
@@ -106,8 +109,17 @@ export async function runCli(
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, timeoutMs);
   const [code] = (await once(child, "exit")) as [number | null];
   clearTimeout(timer);
+  if (killed) {
+    throw new Error(
+      `runCli ${args.join(" ")}: still running after ${timeoutMs} ms, killed\n${stdout}${stderr}`,
+    );
+  }
   return { code, stdout, stderr };
 }

@@ -17,13 +17,24 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/**
+ * How long a doctor run may take before the test gives up on it. What these tests check is
+ * doctor's verdicts, not its speed; a whole run takes well under a second idle, and on a loaded
+ * machine (load average ~20) one was still running at the helper's default 10 s.
+ */
+const DOCTOR_LIMIT_MS = 60_000;
+
 async function doctor(url: string, token = TOKEN, extra: string[] = [], env: Record<string, string> = {}) {
-  const res = await runCli(["doctor", ...extra], {
-    MATTERMOST_URL: url,
-    MATTERMOST_TOKEN: token,
-    PRESENCE_REQUEST_TIMEOUT_MS: "3000",
-    ...env,
-  });
+  const res = await runCli(
+    ["doctor", ...extra],
+    {
+      MATTERMOST_URL: url,
+      MATTERMOST_TOKEN: token,
+      PRESENCE_REQUEST_TIMEOUT_MS: "3000",
+      ...env,
+    },
+    DOCTOR_LIMIT_MS,
+  );
   assert.doesNotMatch(res.stdout + res.stderr, new RegExp(TOKEN), "the token is never printed");
   assert.doesNotMatch(res.stdout + res.stderr, new RegExp(SECRET), "the secret is never printed");
   return { ...res, out: lines(res.stdout) };
@@ -150,13 +161,14 @@ describe("outlook-presence doctor, against the simulator", () => {
   });
 
   test("bad usage exits 2 without checking anything", async () => {
-    const r = await runCli(["doctor", "--gateway", "not a url"], {
-      MATTERMOST_URL: good.url,
-      MATTERMOST_TOKEN: TOKEN,
-    });
+    const r = await runCli(
+      ["doctor", "--gateway", "not a url"],
+      { MATTERMOST_URL: good.url, MATTERMOST_TOKEN: TOKEN },
+      DOCTOR_LIMIT_MS,
+    );
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--gateway: expected an absolute URL/);
-    const missing = await runCli(["doctor"], { MATTERMOST_URL: good.url });
+    const missing = await runCli(["doctor"], { MATTERMOST_URL: good.url }, DOCTOR_LIMIT_MS);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /MATTERMOST_TOKEN/);
     assert.doesNotMatch(missing.stderr, /PRESENCE_SECRET/, "the secret is not required without --gateway");

@@ -101,10 +101,17 @@ describe("POST /status/publish: a hint, never trusted", () => {
   const SECRET = `secret-${process.pid}-hints-dropin`;
   let sim: MattermostSimulator;
   let gw: GatewayProcess;
+  /*
+   * Each hint on a connection of its own (`Connection: close`), as a browser's one-off POST is:
+   * fetch's pool would otherwise send a POST, which it never retries, on a kept-alive connection
+   * the gateway may be closing at that moment (its keep-alive timeout, 5 s). On a loaded machine
+   * the test process stalls for that long between two rounds of the flood, and a hint then
+   * failed with "fetch failed" (reproduced by stopping the test process for 5.5 s mid-flood).
+   */
   const publish = (body: unknown) =>
     fetch(`${gw.url}${BASE}/status/publish`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", Connection: "close" },
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
   before(async () => {
