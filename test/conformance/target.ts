@@ -17,6 +17,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { PLUGIN_ID } from "../../src/mattermost/plugin-settings.js";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 
@@ -134,17 +135,35 @@ export async function openTarget(env: NodeJS.ProcessEnv = process.env): Promise<
   };
 }
 
+/** How many times a setup request answered 429 is tried before the setup fails. */
+const SETUP_429_RETRIES = 30;
+
 class RestAdmin implements Admin {
   private readonly created: TestUser[] = [];
   private installedPlugin = false;
 
   constructor(private readonly api: Target["api"]) {}
 
+  /**
+   * One setup write or read. A 429 is waited out (Retry-After, else 1 s) and retried, a bounded
+   * number of times: setup is not what is asserted, and with the server's rate limiter on (CI
+   * starts it so, for the 429 assertion) creating 200+ bots with one token outruns it.
+   */
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.api(path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`setup ${method} ${path}: HTTP ${res.status} ${text.slice(0, 300)}`);
-    return (text ? JSON.parse(text) : null) as T;
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.api(path, {
+        method,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (res.status === 429 && attempt < SETUP_429_RETRIES) {
+        const wait = Number(res.headers.get("Retry-After"));
+        await sleep(Number.isFinite(wait) && wait > 0 ? Math.min(wait, 10) * 1000 : 1000);
+        continue;
+      }
+      if (!res.ok) throw new Error(`setup ${method} ${path}: HTTP ${res.status} ${text.slice(0, 300)}`);
+      return (text ? JSON.parse(text) : null) as T;
+    }
   }
 
   async createUser(opts: { bot?: boolean } = {}): Promise<TestUser> {
