@@ -6,7 +6,8 @@ import type { CONTRACT } from "../../src/http/v2/protocol.js";
  * Validates values against the component schemas of the OpenAPI document the gateway publishes
  * (GET /api/v2/openapi.json), with ajv's JSON Schema 2020-12 validator (the dialect OpenAPI 3.1
  * names). Strict mode: a keyword ajv does not know (a typo, or something zod emitted that is not
- * JSON Schema) fails the compile instead of being ignored.
+ * JSON Schema) fails the compile instead of being ignored. OpenAPI's `discriminator` is honoured,
+ * so a message with a known `type` is judged by that type's schema alone.
  */
 export type SchemaName = keyof typeof CONTRACT.response | keyof typeof CONTRACT.request;
 
@@ -19,7 +20,7 @@ export interface DocumentValidator {
 
 /** A validator for one OpenAPI document (e.g. the one a running gateway served). */
 export function documentValidator(doc: unknown): DocumentValidator {
-  const ajv = new Ajv2020({ allErrors: true, strict: true });
+  const ajv = new Ajv2020({ allErrors: true, strict: true, discriminator: true });
   // The document's own top-level fields are not JSON Schema keywords: declare them, so strict
   // mode applies to the schemas below them and nothing else.
   ajv.addVocabulary(["openapi", "info", "jsonSchemaDialect", "servers", "security", "paths", "components"]);

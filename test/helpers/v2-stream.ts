@@ -1,4 +1,3 @@
-import assert from "node:assert/strict";
 import WebSocket from "ws";
 import type { ChangeJson, ServerMessage } from "../../src/http/v2/protocol.js";
 import { validate } from "./v2-schema.js";
@@ -6,7 +5,7 @@ import { validate } from "./v2-schema.js";
 /**
  * A raw /api/v2/stream client for tests: records every message, checks each against the
  * ServerMessage schema of the published OpenAPI document, and waits for conditions. A message
- * that violates the schema fails every wait (until, nth) and close().
+ * that violates the schema fails every later wait (until, nth).
  */
 export class StreamConn {
   readonly messages: ServerMessage[] = [];
@@ -112,8 +111,8 @@ export class StreamConn {
     return of()[n] as Extract<ServerMessage, { type: T }>;
   }
 
+  /** Never throws (after hooks close every socket before stopping the gateway). */
   async close(): Promise<void> {
-    assert.deepEqual(this.violations, [], "every message is a ServerMessage of the published document");
     if (this.closed) return;
     const done = this.until(() => this.closed !== undefined, 3000, "close").catch(() => this.ws.terminate());
     this.ws.close();

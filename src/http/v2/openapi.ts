@@ -28,11 +28,15 @@ function contractSchemas(): Record<string, JsonSchema> {
       uri: (id) => `#/components/schemas/${id}`,
       unrepresentable: "throw",
       // A discriminated union's branches exclude each other (each has its own `type` const):
-      // say so, as the document always did, rather than zod's anyOf.
+      // say so with oneOf, as the document always did, rather than zod's anyOf, and name the
+      // tag with OpenAPI's discriminator so validators and generators pick the branch by it.
       override: ({ zodSchema, jsonSchema }) => {
-        if (zodSchema._zod.def.type === "union" && jsonSchema.anyOf) {
+        const def = zodSchema._zod.def;
+        if (def.type === "union" && "discriminator" in def && jsonSchema.anyOf) {
+          jsonSchema.type = "object"; // every branch is one; a discriminator needs it said
           jsonSchema.oneOf = jsonSchema.anyOf;
           delete jsonSchema.anyOf;
+          jsonSchema.discriminator = { propertyName: String(def.discriminator) };
         }
       },
     }).schemas;
