@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
 import { OPENAPI } from "../../src/http/v2/openapi.js";
 import type { ProviderStatus } from "../../src/presence/status.js";
 import {
@@ -140,4 +141,40 @@ test("parseClientMessage: before auth only an auth message, after it subscribe a
   for (const other of [{ type: "auth", secret: "s" }, { type: "hello" }, {}]) {
     assert.equal((parse(other, true) as { code: string }).code, "unknown_type", JSON.stringify(other));
   }
+});
+
+test("property: for any client-ish value, zod and the published schema give the same verdict", () => {
+  const value = fc.oneof(
+    fc.string({ maxLength: 3 }),
+    fc.string({ minLength: 60, maxLength: 70 }),
+    fc.integer(),
+    fc.constant(null),
+    fc.boolean(),
+  );
+  const list = fc.oneof(fc.array(fc.oneof(fc.emailAddress(), value), { maxLength: 4 }), value);
+  const message = fc.record(
+    {
+      type: fc.constantFrom("auth", "subscribe", "unsubscribe", "hello", 3),
+      secret: fc.oneof(fc.string(), fc.integer()),
+      emails: list,
+      user_ids: list,
+      other: value,
+    },
+    { requiredKeys: [] },
+  );
+  const query = fc.record({ emails: list, user_ids: list, other: value }, { requiredKeys: [] });
+  fc.assert(
+    fc.property(message, (m) => {
+      const byZod = CONTRACT.request.ClientMessage.safeParse(m).success;
+      assert.equal(validate("ClientMessage", m).length === 0, byZod, JSON.stringify(m));
+    }),
+    { numRuns: 500 },
+  );
+  fc.assert(
+    fc.property(query, (q) => {
+      const byZod = PresenceQuery.safeParse(q).success;
+      assert.equal(validate("PresenceQuery", q).length === 0, byZod, JSON.stringify(q));
+    }),
+    { numRuns: 500 },
+  );
 });
