@@ -1,5 +1,5 @@
 import type { Change, PresenceSnapshot, PresenceUser } from "../../presence/snapshot.js";
-import { PresenceQuery, describeIssue } from "./protocol.js";
+import { PresenceQuery, describeIssue, type ChangeJson, type PresenceUserJson } from "./protocol.js";
 
 /**
  * Whom a request or subscription covers: users whose id is in `ids` or whose email is in
@@ -50,19 +50,22 @@ export function filterKey(filter: UserFilter | undefined): string {
   return JSON.stringify([[...filter.emails].sort(), [...filter.ids].sort()]);
 }
 
+/** The contract's types fix the field names; the key order is the wire's. */
 export function userJson(u: PresenceUser): string {
-  return JSON.stringify({
+  const json: PresenceUserJson = {
     user_id: u.id,
     username: u.username,
     email: u.email,
-    status: u.status,
+    status: u.status!, // only users with a status are visible (PresenceSnapshot.visible)
     manual: u.manual ?? false,
     last_activity_at: u.lastActivityAt ?? 0,
-  });
+  };
+  return JSON.stringify(json);
 }
 
 export function changeJson(c: Change): string {
-  return JSON.stringify({ user_id: c.userId, email: c.email, status: c.status, at: c.at });
+  const json: ChangeJson = { user_id: c.userId, email: c.email, status: c.status, at: c.at };
+  return JSON.stringify(json);
 }
 
 /**
