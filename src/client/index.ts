@@ -15,24 +15,33 @@
  */
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
-import type {
-  ChangeJson,
-  ChangesMessage,
-  ErrorMessage,
-  PresenceQuery,
-  PresenceResponse,
-  PresenceStatus,
-  PresenceUserJson,
-  ReadyMessage,
-  ServerMessage,
-  SnapshotMessage,
+import {
+  ErrorResponse,
+  V2_CLOSE,
+  V2_MAX_AUTH_MESSAGE_BYTES,
+  type AuthMessage,
+  type ChangeJson,
+  type ChangesMessage,
+  type ClientMessage,
+  type ErrorMessage,
+  type PresenceQuery,
+  type PresenceResponse,
+  type PresenceStatus,
+  type PresenceUserJson,
+  type ReadyMessage,
+  type ServerMessage,
+  type SnapshotMessage,
+  type SubscribeMessage,
+  type UnsubscribeMessage,
 } from "../http/v2/protocol.js";
-import { V2_MAX_AUTH_MESSAGE_BYTES } from "../http/v2/protocol.js";
 import { parsePosition } from "../presence/position.js";
 
+// The wire types are the server's own, derived from its zod contract (src/http/v2/protocol.ts).
 export type {
+  AuthMessage,
   ChangeJson,
   ChangesMessage,
+  ClientMessage,
   ErrorMessage,
   PresenceQuery,
   PresenceResponse,
@@ -41,15 +50,12 @@ export type {
   ReadyMessage,
   ServerMessage,
   SnapshotMessage,
+  SubscribeMessage,
+  UnsubscribeMessage,
 };
 
-/** Close codes of /api/v2/stream (the same values as the server's V2_CLOSE). */
-export const STREAM_CLOSE = {
-  goingAway: 1001,
-  protocolError: 1008,
-  tooSlow: 1013,
-  unauthorized: 4401,
-} as const;
+/** Close codes of /api/v2/stream: the server's own table. */
+export const STREAM_CLOSE = V2_CLOSE;
 
 export interface PresenceFilter {
   emails?: readonly string[];
@@ -192,9 +198,9 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
       let code = "http_error";
       let message = `HTTP ${res.status}`;
       try {
-        const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
-        code = e?.code ?? code;
-        message = e?.message ?? message;
+        const e = ErrorResponse.safeParse(JSON.parse(text));
+        // Otherwise not the gateway's error shape (a proxy's JSON): keep the status.
+        if (e.success) ({ code, message } = e.data.error);
       } catch {
         // not JSON: a proxy's page; keep the status
       }
@@ -235,10 +241,12 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
   subscribe(filter: PresenceFilter | undefined): void {
     this.filter = filter;
     if (!this.ws || !this.live) return; // the next connect uses it
-    const msg = filter
-      ? { type: "subscribe", emails: filter.emails ?? [], user_ids: filter.userIds ?? [] }
-      : { type: "unsubscribe" };
-    this.ws.send(JSON.stringify(msg));
+    this.send(
+      this.ws,
+      filter
+        ? { type: "subscribe", emails: [...(filter.emails ?? [])], user_ids: [...(filter.userIds ?? [])] }
+        : { type: "unsubscribe" },
+    );
   }
 
   private httpUrl(path: string): URL {
@@ -266,15 +274,15 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
     this.ws = ws;
     ws.on("open", () => {
       if (inAuthMessage) {
-        const emails = this.filter?.emails ?? [];
-        const userIds = this.filter?.userIds ?? [];
-        const auth = JSON.stringify({ type: "auth", secret: this.opts.secret, emails, user_ids: userIds });
-        if (Buffer.byteLength(auth) <= V2_MAX_AUTH_MESSAGE_BYTES) ws.send(auth);
+        const emails = [...(this.filter?.emails ?? [])];
+        const userIds = [...(this.filter?.userIds ?? [])];
+        const auth: AuthMessage = { type: "auth", secret: this.opts.secret, emails, user_ids: userIds };
+        if (Buffer.byteLength(JSON.stringify(auth)) <= V2_MAX_AUTH_MESSAGE_BYTES) this.send(ws, auth);
         else {
           // Too long to send before authenticating: authenticate covering nobody (an empty
           // snapshot), then subscribe, which is answered by the snapshot of the people asked for.
-          ws.send(JSON.stringify({ type: "auth", secret: this.opts.secret, emails: [], user_ids: [] }));
-          ws.send(JSON.stringify({ type: "subscribe", emails, user_ids: userIds }));
+          this.send(ws, { type: "auth", secret: this.opts.secret, emails: [], user_ids: [] });
+          this.send(ws, { type: "subscribe", emails, user_ids: userIds });
           this.split = {};
         }
       }
@@ -372,6 +380,10 @@ export class PresenceClient extends EventEmitter<PresenceClientEvents> {
         this.emit("serverError", msg);
         return;
     }
+  }
+
+  private send(ws: WebSocket, msg: ClientMessage): void {
+    ws.send(JSON.stringify(msg));
   }
 
   /** Any frame (or ping) proves the connection alive. */

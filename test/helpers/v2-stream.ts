@@ -4,7 +4,8 @@ import { validate } from "./v2-schema.js";
 
 /**
  * A raw /api/v2/stream client for tests: records every message, checks each against the
- * ServerMessage schema (violations are recorded, not thrown), and waits for conditions.
+ * ServerMessage schema of the published OpenAPI document, and waits for conditions. A message
+ * that violates the schema fails every later wait (until, nth).
  */
 export class StreamConn {
   readonly messages: ServerMessage[] = [];
@@ -68,9 +69,20 @@ export class StreamConn {
   }
 
   until(pred: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+    const violated = (): Error | undefined =>
+      this.violations.length > 0
+        ? new Error(`message not in the published schema: ${this.violations[0]}`)
+        : undefined;
+    if (violated()) return Promise.reject(violated());
     if (pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = (): void => {
+        const bad = violated();
+        if (bad) {
+          clearTimeout(timer);
+          this.listeners = this.listeners.filter((l) => l !== check);
+          return reject(bad);
+        }
         if (!pred()) return;
         clearTimeout(timer);
         this.listeners = this.listeners.filter((l) => l !== check);
@@ -99,6 +111,7 @@ export class StreamConn {
     return of()[n] as Extract<ServerMessage, { type: T }>;
   }
 
+  /** Never throws (after hooks close every socket before stopping the gateway). */
   async close(): Promise<void> {
     if (this.closed) return;
     const done = this.until(() => this.closed !== undefined, 3000, "close").catch(() => this.ws.terminate());

@@ -6,7 +6,7 @@ import type { PresenceResponse } from "../../src/http/v2/protocol.js";
 import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js";
 import { startInProcess, waitUntil, type InProcessGateway } from "../helpers/in-process.js";
 import { FakeProvider } from "../helpers/provider.js";
-import { validate } from "../helpers/v2-schema.js";
+import { documentValidator, validate } from "../helpers/v2-schema.js";
 
 const TOKEN = `v2-api-token-${process.pid}`;
 const SECRET = `v2-api-secret-${process.pid}-x`;
@@ -230,10 +230,22 @@ describe("API v2 HTTP: /api/v2/presence, /query and the OpenAPI document", () =>
     for (const name of ["PresenceResponse", "ServerMessage", "ClientMessage", "Error"]) {
       assert.ok(doc.components.schemas[name], name);
     }
+    // Real answers against the document as served (not the source object), with ajv.
+    const published = documentValidator(doc);
     const err = await (await get("/api/v2/presence", {})).json();
-    assert.deepEqual(validate("Error", err), []);
-    // The validator is not vacuous.
-    assert.notDeepEqual(validate("PresenceResponse", { seq: -1, users: [{ user_id: "x" }] }), []);
-    assert.notDeepEqual(validate("ServerMessage", { type: "changes", seq: 1, changes: [], extra: 1 }), []);
+    assert.deepEqual(published("Error", err), []);
+    const body = (await (await get("/api/v2/presence")).json()) as PresenceResponse;
+    assert.deepEqual(published("PresenceResponse", body), []);
+    // The validator is not vacuous: the same answer, deliberately wrong, fails.
+    assert.notDeepEqual(published("PresenceResponse", { ...body, seq: -1 }), []);
+    assert.notDeepEqual(
+      published("PresenceResponse", { ...body, users: [{ ...body.users[0], status: "busy" }] }),
+      [],
+    );
+    assert.notDeepEqual(published("Error", { error: { code: 401 } }), []);
+    assert.notDeepEqual(
+      published("ServerMessage", { type: "changes", epoch: body.epoch, seq: 1, changes: [], extra: 1 }),
+      [],
+    );
   });
 });

@@ -186,6 +186,13 @@ describe("API v2 stream against the simulator (in-process gateway)", () => {
     assert.equal(wrong.closed!.code, 4401);
     assert.equal(wrong.messages.length, 0);
 
+    // The secret is judged before the filter: a wrong one closes whatever the filter says.
+    const wrongAndBad = await open({});
+    wrongAndBad.send({ type: "auth", secret: "nope", emails: "not-a-list" });
+    await wrongAndBad.until(() => wrongAndBad.closed !== undefined, 5000, "close");
+    assert.equal(wrongAndBad.closed!.code, 4401);
+    assert.equal(wrongAndBad.messages.length, 0);
+
     const notAuth = await open({});
     notAuth.send({ type: "subscribe", emails: [] });
     await notAuth.until(() => notAuth.closed !== undefined, 5000, "close");

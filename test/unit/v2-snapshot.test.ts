@@ -78,13 +78,12 @@ test("the view lists visible users with v2 fields, cached per version, filtered 
   assert.equal(snap.type, "snapshot");
   assert.equal(filterFromQuery(new URLSearchParams("")), undefined, "no filter: everyone");
   assert.equal(JSON.parse(view.body(makeFilter([], undefined)).json).users.length, 0, "empty filter: nobody");
-  assert.throws(() => makeFilter([1], undefined), FilterError);
+  const many = Array.from({ length: 50_001 }, (_, i) => `${i}@x`).join(",");
+  assert.throws(() => filterFromQuery(new URLSearchParams(`emails=${many}`)), FilterError);
+  const half = Array.from({ length: 25_001 }, (_, i) => `${i}@x`).join(",");
   assert.throws(
-    () =>
-      makeFilter(
-        Array.from({ length: 50_001 }, (_, i) => `${i}@x`),
-        undefined,
-      ),
-    FilterError,
+    () => filterFromQuery(new URLSearchParams(`emails=${half}&user_ids=${half}`)),
+    /at most 50000 emails and user_ids together/,
   );
+  assert.throws(() => filterFromQuery(new URLSearchParams(`user_ids=${"x".repeat(65)}`)), FilterError);
 });

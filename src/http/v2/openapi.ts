@@ -1,152 +1,61 @@
+import { z } from "zod/v4";
 import { VERSION } from "../../version.js";
+import { CONTRACT } from "./protocol.js";
 
 /**
  * The OpenAPI 3.1 document of API v2, served at GET /api/v2/openapi.json. Its
- * `components.schemas` are JSON Schema 2020-12 and also describe every stream message
- * (`ServerMessage`, `ClientMessage`); tests validate real answers and messages against them.
- * Keep it in step with protocol.ts.
+ * `components.schemas` are JSON Schema 2020-12 generated from the zod contract in protocol.ts
+ * (nothing to keep in step by hand) and also describe every stream message (`ServerMessage`,
+ * `ClientMessage`); tests validate real answers and messages against the served document.
  */
 
-const STATUS = { type: "string", enum: ["online", "away", "dnd", "offline"] } as const;
-const SEQ = { type: "integer", minimum: 0 } as const;
-const EPOCH = {
-  type: "string",
-  pattern: "^[A-Za-z0-9_-]{1,64}$",
-  description: "the numbering history seq belongs to; a new one after a restart or a renumbering leader",
-} as const;
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` }) as const;
+type JsonSchema = Record<string, unknown>;
 
-export const SCHEMAS = {
-  Status: { ...STATUS, description: "ooo and any newer Mattermost status are shown as away" },
-  PresenceUser: {
-    type: "object",
-    required: ["user_id", "username", "email", "status", "manual", "last_activity_at"],
-    additionalProperties: false,
-    properties: {
-      user_id: { type: "string", pattern: "^[a-z0-9]{26}$" },
-      username: { type: "string" },
-      email: { type: "string" },
-      status: ref("Status"),
-      manual: { type: "boolean", description: "set by the person (dnd, out of office), not by activity" },
-      last_activity_at: { type: "integer", minimum: 0, description: "ms since epoch; 0 when unknown" },
-    },
-  },
-  PresenceResponse: {
-    type: "object",
-    required: ["epoch", "seq", "users"],
-    additionalProperties: false,
-    properties: {
-      epoch: EPOCH,
-      seq: { ...SEQ, description: "every change up to this one is reflected; stream from here with since" },
-      users: { type: "array", items: ref("PresenceUser") },
-    },
-  },
-  PresenceQuery: {
-    type: "object",
-    additionalProperties: false,
-    description: "both absent: everyone; otherwise the users matching either list (at most 50,000 items)",
-    properties: {
-      emails: { type: "array", items: { type: "string" } },
-      user_ids: { type: "array", items: { type: "string" } },
-    },
-  },
-  Error: {
-    type: "object",
-    required: ["error"],
-    additionalProperties: false,
-    properties: {
-      error: {
-        type: "object",
-        required: ["code", "message"],
-        additionalProperties: false,
-        properties: { code: { type: "string" }, message: { type: "string" } },
+/**
+ * The contract's schemas by component name. What the server sends is described as output (every
+ * field present, no others); what clients send as input (optional fields may be absent; stream
+ * messages may carry other keys, a query body may not). Named schemas used inside others become
+ * `$ref`s to their component.
+ */
+function contractSchemas(): Record<string, JsonSchema> {
+  const registry = z.registry<{ id: string }>();
+  const all = { ...CONTRACT.response, ...CONTRACT.request };
+  for (const [id, schema] of Object.entries(all)) registry.add(schema, { id });
+  const convert = (io: "input" | "output") =>
+    z.toJSONSchema(registry, {
+      target: "draft-2020-12",
+      io,
+      uri: (id) => `#/components/schemas/${id}`,
+      unrepresentable: "throw",
+      // A discriminated union's branches exclude each other (each has its own `type` const):
+      // say so with oneOf, as the document always did, rather than zod's anyOf, and name the
+      // tag with OpenAPI's discriminator so validators and generators pick the branch by it.
+      override: ({ zodSchema, jsonSchema }) => {
+        const def = zodSchema._zod.def;
+        if (def.type === "union" && "discriminator" in def && jsonSchema.anyOf) {
+          jsonSchema.type = "object"; // every branch is one; a discriminator needs it said
+          jsonSchema.oneOf = jsonSchema.anyOf;
+          delete jsonSchema.anyOf;
+          jsonSchema.discriminator = { propertyName: String(def.discriminator) };
+        }
       },
-    },
-  },
-  Change: {
-    type: "object",
-    required: ["user_id", "email", "status", "at"],
-    additionalProperties: false,
-    properties: {
-      user_id: { type: "string", pattern: "^[a-z0-9]{26}$" },
-      email: { type: "string" },
-      status: ref("Status"),
-      at: { type: "integer", minimum: 0, description: "when the gateway saw it, ms since epoch" },
-    },
-  },
-  ChangesMessage: {
-    type: "object",
-    required: ["type", "epoch", "seq", "changes"],
-    additionalProperties: false,
-    properties: {
-      type: { const: "changes" },
-      epoch: EPOCH,
-      seq: { ...SEQ, description: "seq of the last change of the batch; resume from here" },
-      changes: { type: "array", items: ref("Change") },
-    },
-  },
-  SnapshotMessage: {
-    type: "object",
-    required: ["type", "epoch", "seq", "users"],
-    additionalProperties: false,
-    properties: {
-      type: { const: "snapshot" },
-      epoch: EPOCH,
-      seq: SEQ,
-      users: { type: "array", items: ref("PresenceUser") },
-    },
-  },
-  ReadyMessage: {
-    type: "object",
-    required: ["type", "epoch", "seq", "resumed"],
-    additionalProperties: false,
-    properties: {
-      type: { const: "ready" },
-      epoch: EPOCH,
-      seq: SEQ,
-      resumed: { type: "boolean", description: "false: a snapshot was sent instead of the missed changes" },
-    },
-  },
-  ErrorMessage: {
-    type: "object",
-    required: ["type", "code", "message"],
-    additionalProperties: false,
-    properties: { type: { const: "error" }, code: { type: "string" }, message: { type: "string" } },
-  },
-  ServerMessage: {
-    oneOf: [ref("ChangesMessage"), ref("SnapshotMessage"), ref("ReadyMessage"), ref("ErrorMessage")],
-  },
-  AuthMessage: {
-    type: "object",
-    required: ["type", "secret"],
-    additionalProperties: false,
-    properties: {
-      type: { const: "auth" },
-      secret: { type: "string" },
-      emails: { type: "array", items: { type: "string" } },
-      user_ids: { type: "array", items: { type: "string" } },
-    },
-  },
-  SubscribeMessage: {
-    type: "object",
-    required: ["type"],
-    additionalProperties: false,
-    properties: {
-      type: { const: "subscribe" },
-      emails: { type: "array", items: { type: "string" } },
-      user_ids: { type: "array", items: { type: "string" } },
-    },
-  },
-  UnsubscribeMessage: {
-    type: "object",
-    required: ["type"],
-    additionalProperties: false,
-    properties: { type: { const: "unsubscribe" } },
-  },
-  ClientMessage: {
-    oneOf: [ref("AuthMessage"), ref("SubscribeMessage"), ref("UnsubscribeMessage")],
-  },
-} as const;
+    }).schemas;
+  const output = convert("output");
+  const input = convert("input");
+  const schemas: Record<string, JsonSchema> = {};
+  for (const id of Object.keys(all)) {
+    const converted = (id in CONTRACT.request ? input : output)[id];
+    if (!converted) throw new Error(`no JSON Schema generated for ${id}`);
+    // The document's jsonSchemaDialect names the dialect once; a component's `$id` would also
+    // change the base its `$ref`s resolve against (they are document fragments).
+    const { $schema: _dialect, $id: _id, ...rest } = converted as JsonSchema;
+    schemas[id] = rest;
+  }
+  return schemas;
+}
+
+export const SCHEMAS = contractSchemas();
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` }) as const;
 
 const errorResponse = (description: string) => ({
   description,
@@ -264,4 +173,4 @@ export const OPENAPI = {
     },
     schemas: SCHEMAS,
   },
-} as const;
+};

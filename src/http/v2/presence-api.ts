@@ -1,17 +1,15 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { gzip } from "node:zlib";
-import { z } from "zod";
 import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
 import { secretMatches } from "../auth.js";
 import { discardBody, readJsonBody } from "../body.js";
 import { sendError } from "../errors.js";
 import { acceptsGzip, type HttpRoute, type RequestUrl } from "../router.js";
 import { OPENAPI } from "./openapi.js";
-import { V2_BASE } from "./protocol.js";
+import { PresenceQuery, V2_BASE, describeIssue } from "./protocol.js";
 import {
   FilterError,
-  MAX_FILTER_ITEMS,
   filterFromQuery,
   filterKey,
   makeFilter,
@@ -22,13 +20,6 @@ import {
 /** A query body holds at most 50,000 ids or emails; 4 MiB is ample and bounds what we buffer. */
 export const MAX_QUERY_BODY = 4 * 1024 * 1024;
 const GZIP_MIN_BYTES = 1024;
-
-const queryBody = z
-  .object({
-    emails: z.array(z.string().max(320)).max(MAX_FILTER_ITEMS).optional(),
-    user_ids: z.array(z.string().max(64)).max(MAX_FILTER_ITEMS).optional(),
-  })
-  .strict();
 
 export interface PresenceApiDeps {
   view: PresenceView;
@@ -137,20 +128,9 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
       return;
     }
     readJsonBody(req, res, MAX_QUERY_BODY, 'expected JSON {"emails"?: [...], "user_ids"?: [...]}', (json) => {
-      const parsed = queryBody.safeParse(json);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        const where = issue?.path.join(".") || "body";
-        return sendError(res, "invalid_body", `${where}: ${issue?.message ?? "invalid"}`);
-      }
-      let filter: UserFilter | undefined;
-      try {
-        filter = makeFilter(parsed.data.emails, parsed.data.user_ids);
-      } catch (err) {
-        if (err instanceof FilterError) return sendError(res, "invalid_body", err.message);
-        throw err;
-      }
-      answer(req, res, filter);
+      const parsed = PresenceQuery.safeParse(json);
+      if (!parsed.success) return sendError(res, "invalid_body", describeIssue(parsed.error, "body"));
+      answer(req, res, makeFilter(parsed.data.emails, parsed.data.user_ids));
     });
   }
 

@@ -10,8 +10,8 @@ import { pingPool, setMaxPayload, textFrame, type Pingable } from "../ws-frames.
 import { UnsentBytes } from "../unsent-bytes.js";
 import { addressKey } from "../auth-limit.js";
 import type { AuthFailures } from "../auth-limit.js";
-import { V2_CLOSE, V2_MAX_AUTH_MESSAGE_BYTES } from "./protocol.js";
-import { FilterError, changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
+import { V2_CLOSE, V2_MAX_AUTH_MESSAGE_BYTES, parseClientMessage } from "./protocol.js";
+import { changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
 import type { ProviderSocket } from "../provider-sockets.js";
 
@@ -285,29 +285,22 @@ export class V2Stream {
     if (++client.received > MAX_CLIENT_MESSAGES_PER_ROUND) {
       return this.closeWith(client, V2_CLOSE.protocolError, "abuse", "too many client messages");
     }
-    let msg: Record<string, unknown>;
-    try {
-      if (isBinary) throw new Error("binary");
-      const parsed: unknown = JSON.parse(data.toString());
-      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
-        throw new Error("not an object");
-      msg = parsed as Record<string, unknown>;
-    } catch {
-      return this.closeWith(client, V2_CLOSE.protocolError, "bad_message", "messages are JSON objects");
+    const parsed = parseClientMessage(isBinary ? null : data.toString(), client.live);
+    if (!parsed.ok && parsed.code === "bad_message") {
+      return this.closeWith(client, V2_CLOSE.protocolError, "bad_message", parsed.message);
     }
     if (!client.live) {
-      if (msg.type !== "auth" || typeof msg.secret !== "string") {
+      if (parsed.secret === undefined) {
         return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", 'first send {"type":"auth"}');
       }
-      if (!secretMatches(this.opts.secrets(), msg.secret)) {
+      if (!secretMatches(this.opts.secrets(), parsed.secret)) {
         this.opts.authFailures?.fail(client.address);
         return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", "wrong secret");
       }
-      if (msg.emails !== undefined || msg.user_ids !== undefined) {
-        // Invalid: the client is told and stays unauthenticated, its auth timeout still running.
-        const filter = this.parseFilter(client, msg);
-        if (filter === null) return;
-        client.filter = filter;
+      // Invalid: the client is told and stays unauthenticated, its auth timeout still running.
+      if (!parsed.ok) return this.sendError(client, parsed.code, parsed.message);
+      if (parsed.msg.type === "auth") {
+        client.filter = makeFilter(parsed.msg.emails, parsed.msg.user_ids) ?? client.filter;
       }
       this.endAuthWait(client);
       if (this.opts.admit?.() === false) {
@@ -315,29 +308,16 @@ export class V2Stream {
       }
       return this.goLive(client);
     }
-    switch (msg.type) {
-      case "subscribe": {
-        const filter = this.parseFilter(client, msg);
-        if (filter === null) return;
-        client.filter = filter ?? { emails: new Set(), ids: new Set() };
+    if (!parsed.ok) return this.sendError(client, parsed.code, parsed.message);
+    switch (parsed.msg.type) {
+      case "subscribe":
+        client.filter = makeFilter(parsed.msg.emails ?? [], parsed.msg.user_ids);
         return this.sendSnapshot(client);
-      }
       case "unsubscribe":
         client.filter = undefined;
         return this.sendSnapshot(client);
       default:
         return this.sendError(client, "unknown_type", "expected subscribe or unsubscribe");
-    }
-  }
-
-  /** The filter a message asks for; null (after telling the client) when it is invalid. */
-  private parseFilter(client: Client, msg: Record<string, unknown>): UserFilter | undefined | null {
-    try {
-      return makeFilter(msg.emails, msg.user_ids);
-    } catch (err) {
-      if (!(err instanceof FilterError)) throw err;
-      this.sendError(client, "invalid_subscription", err.message);
-      return null;
     }
   }
 

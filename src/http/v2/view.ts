@@ -1,7 +1,5 @@
 import type { Change, PresenceSnapshot, PresenceUser } from "../../presence/snapshot.js";
-
-/** At most this many emails plus user ids in one filter (query or subscription). */
-export const MAX_FILTER_ITEMS = 50_000;
+import { PresenceQuery, describeIssue, type ChangeJson, type PresenceUserJson } from "./protocol.js";
 
 /**
  * Whom a request or subscription covers: users whose id is in `ids` or whose email is in
@@ -12,38 +10,34 @@ export interface UserFilter {
   readonly ids: ReadonlySet<string>;
 }
 
+/** A filter the contract refuses; the message says what to fix. */
 export class FilterError extends Error {}
 
 /**
- * Builds a filter from lists, or undefined (everyone) when both are absent. Throws FilterError
- * (message says what to fix) for non-string items or too many.
+ * Builds a filter from lists the contract accepted (PresenceQuery and the stream messages check
+ * them), or undefined (everyone) when both are absent.
  */
-export function makeFilter(emails: unknown, ids: unknown): UserFilter | undefined {
+export function makeFilter(
+  emails: readonly string[] | undefined,
+  ids: readonly string[] | undefined,
+): UserFilter | undefined {
   if (emails === undefined && ids === undefined) return undefined;
-  const e = stringList(emails, "emails");
-  const i = stringList(ids, "user_ids");
-  if (e.length + i.length > MAX_FILTER_ITEMS) {
-    throw new FilterError(`at most ${MAX_FILTER_ITEMS} emails and user_ids together`);
-  }
   return {
-    emails: new Set(e.map((x) => x.trim().toLowerCase()).filter((x) => x !== "")),
-    ids: new Set(i.map((x) => x.trim()).filter((x) => x !== "")),
+    emails: new Set((emails ?? []).map((x) => x.trim().toLowerCase()).filter((x) => x !== "")),
+    ids: new Set((ids ?? []).map((x) => x.trim()).filter((x) => x !== "")),
   };
 }
 
-/** `?emails=a,b&user_ids=c`: comma separated, each parameter may repeat. */
+/**
+ * `?emails=a,b&user_ids=c`: comma separated, each parameter may repeat. Judged by the same
+ * schema as a query body (PresenceQuery); throws FilterError.
+ */
 export function filterFromQuery(params: URLSearchParams): UserFilter | undefined {
   const list = (name: string): string[] | undefined =>
     params.has(name) ? params.getAll(name).flatMap((v) => v.split(",")) : undefined;
-  return makeFilter(list("emails"), list("user_ids"));
-}
-
-function stringList(v: unknown, name: string): string[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
-    throw new FilterError(`${name} must be an array of strings`);
-  }
-  return v as string[];
+  const parsed = PresenceQuery.safeParse({ emails: list("emails"), user_ids: list("user_ids") });
+  if (!parsed.success) throw new FilterError(describeIssue(parsed.error, "query"));
+  return makeFilter(parsed.data.emails, parsed.data.user_ids);
 }
 
 export function matches(filter: UserFilter, userId: string, email: string): boolean {
@@ -56,19 +50,22 @@ export function filterKey(filter: UserFilter | undefined): string {
   return JSON.stringify([[...filter.emails].sort(), [...filter.ids].sort()]);
 }
 
+/** The contract's types fix the field names; the key order is the wire's. */
 export function userJson(u: PresenceUser): string {
-  return JSON.stringify({
+  const json: PresenceUserJson = {
     user_id: u.id,
     username: u.username,
     email: u.email,
-    status: u.status,
+    status: u.status!, // only users with a status are visible (PresenceSnapshot.visible)
     manual: u.manual ?? false,
     last_activity_at: u.lastActivityAt ?? 0,
-  });
+  };
+  return JSON.stringify(json);
 }
 
 export function changeJson(c: Change): string {
-  return JSON.stringify({ user_id: c.userId, email: c.email, status: c.status, at: c.at });
+  const json: ChangeJson = { user_id: c.userId, email: c.email, status: c.status, at: c.at };
+  return JSON.stringify(json);
 }
 
 /**
