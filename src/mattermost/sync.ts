@@ -2,6 +2,7 @@ import type { Logger } from "../log.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
 import { isKnownMattermostStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
+import { chunk, mapLimit } from "../util/batches.js";
 import { backoffDelay } from "./backoff.js";
 import { MAX_IDS_PER_STATUS_REQUEST, type MattermostClient, type RawStatus } from "./client.js";
 import { readDirectory } from "./directory.js";
@@ -53,39 +54,9 @@ export function initialHealth(): UpstreamHealth {
   };
 }
 
-/** Runs `fn` over `items` with at most `limit` promises in flight; rejects on the first failure. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 /** How Mattermost answers a user without a status record: offline, not manual, never active. */
 function answeredWithoutRecord(s: RawStatus): boolean {
   return s.status === "offline" && !s.manual && s.lastActivityAt === 0;
-}
-
-export function chunk<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { backoffDelay } from "../../src/mattermost/backoff.js";
 import { parseRetryAfter } from "../../src/mattermost/errors.js";
-import { chunk, mapLimit } from "../../src/mattermost/sync.js";
+import { chunk, mapLimit } from "../../src/util/batches.js";
 
 test("backoff doubles per failure between half and all of the ceiling, capped", () => {
   assert.equal(
