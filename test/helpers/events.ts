@@ -30,6 +30,18 @@ export function nextEvent<T>(
   });
 }
 
+/** The `n`-th event from `subscribe` (from this call on) that satisfies `pred`; bounded like nextEvent. */
+export async function nthEvent<T>(
+  subscribe: Subscribe<T>,
+  n: number,
+  pred: (e: T) => boolean = () => true,
+  what = "event",
+  timeoutMs = 10_000,
+): Promise<T> {
+  let seen = 0;
+  return nextEvent(subscribe, (e) => pred(e) && ++seen >= n, `${n} × ${what}`, timeoutMs);
+}
+
 /** Every event from `subscribe`, in order, from this call on (`stop` ends the recording). */
 export function record<T>(subscribe: Subscribe<T>): { events: T[]; stop: () => void } {
   const events: T[] = [];
