@@ -128,7 +128,9 @@ describe("several replicas on one Redis", { skip: noSharedRedis }, () => {
     const perCycle = Math.ceil(sim.listUsers().filter((u) => u.delete_at === 0).length / 200);
     sim.resetStats();
     const started = Date.now();
-    await new Promise((r) => setTimeout(r, 4000));
+    // Eight cycles' worth of requests, however long the machine takes: three pollers get there in
+    // a third of the time, which the bound below then refuses.
+    await waitUntil(() => sim.stats.statusIdsRequests >= perCycle * 8, 20_000, "eight cycles of requests");
     const cycles = (Date.now() - started) / POLL_MS;
     const requests = sim.stats.statusIdsRequests;
     t.diagnostic(
@@ -136,7 +138,6 @@ describe("several replicas on one Redis", { skip: noSharedRedis }, () => {
     );
     // One poller: about perCycle × cycles. Three pollers would be three times that.
     assert.ok(requests <= perCycle * (cycles + 1), `${requests} requests`);
-    assert.ok(requests >= perCycle * (cycles / 2), `${requests} requests: is anyone polling?`);
   });
 
   test("SIGKILL the leader: another leads within TTL + one poll interval, and changes made meanwhile reach the survivors' clients", async (t) => {
