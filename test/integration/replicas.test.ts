@@ -216,9 +216,15 @@ describe("Redis restarting under the replicas", { skip: noRedisServer }, () => {
   });
 
   test("no replica crashes; they reconnect, resync, and clients converge", async () => {
+    const marks = gws.map((g) => g.logs.length);
     await redis.kill();
     const changedDuring = flip(sim, 8, 0);
-    await new Promise((r) => setTimeout(r, 1000));
+    // Every replica has noticed the outage before Redis comes back.
+    await Promise.all(
+      gws.map((g, i) =>
+        g.waitFor((l) => l.event === "redis_error" && g.logs.indexOf(l) >= marks[i]!, 15_000),
+      ),
+    );
     await redis.restart();
     const changedAfter = flip(sim, 8, 20);
     for (const [i, p] of providers.entries()) {
@@ -314,6 +320,9 @@ describe("replicas with the secret from the old plugin's settings", { skip: noSh
     await new Promise((r) => setTimeout(r, 3000));
     const reads = sim.stats.requests.config ?? 0;
     const follower = gws.find((g) => !isLeader(g))!;
+    // The follower's log is in up to a request made now: a read of its own would be logged before.
+    await (await fetch(`${follower.url}/healthz?marker=settings`)).arrayBuffer();
+    await follower.waitFor((l) => l.event === "http_request" && String(l.url).endsWith("marker=settings"));
     assert.ok(reads >= 1 && reads <= 6, `${reads} config reads in ~4 s with a 1 s refresh`);
     assert.equal(
       follower.logs.some((l) => l.event === "plugin_settings_changed" && l.reason === "periodic"),
