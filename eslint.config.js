@@ -15,6 +15,24 @@ export default tseslint.config(
     },
   },
   {
+    // One direction of data flow: the core (presence, broker, util) owns its types and never
+    // reaches into an adapter (Mattermost) or a transport (http).
+    files: ["src/presence/**/*.ts", "src/broker/**/*.ts", "src/util/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/mattermost/*", "**/http/*", "**/http/**"],
+              message: "the core must not depend on an adapter or a transport: move the type to the core",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ["**/*.js", "**/*.mjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly" } },
   },

@@ -1,7 +1,8 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { MattermostClient } from "../../src/mattermost/client.js";
-import { PresenceSync, chunk, mapLimit } from "../../src/mattermost/sync.js";
+import { PresenceSync } from "../../src/mattermost/sync.js";
+import { chunk, mapLimit } from "../../src/util/batches.js";
 import { PresenceSnapshot } from "../../src/presence/snapshot.js";
 import { TOKEN, startSim } from "../lib/servers.js";
 import { fmtInt, fmtMs, fmtRatio, ratio, summarize } from "../lib/stats.js";

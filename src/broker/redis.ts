@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "../log.js";
-import type { SharedPluginSettings } from "../mattermost/plugin-settings.js";
 import type { Change, ChangeMeta, PresenceSnapshot, SnapshotState } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
-import { BrokerError, type Broker } from "./types.js";
+import { BrokerError, type Broker, type SharedPluginSettings } from "./types.js";
 
 export interface RedisBrokerOptions {
   /** One Redis named directly; or `sentinels` and `sentinelName`, which name the current master. */

@@ -1,5 +1,15 @@
-import type { SharedPluginSettings } from "../mattermost/plugin-settings.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
+
+/**
+ * The compat API's settings as the leader read them from the old plugin's config in Mattermost
+ * (src/mattermost/plugin-settings.ts fills it). The broker owns the shape because it carries it
+ * between replicas: a follower reads it from here, never from Mattermost.
+ */
+export interface SharedPluginSettings {
+  current: { secret: string; pageSize: number | undefined };
+  /** The secret before a regeneration, still accepted until `until` (ms since epoch). */
+  previous?: { secret: string; until: number };
+}
 
 /**
  * Shares one presence snapshot between the replicas of a deployment.

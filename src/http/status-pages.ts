@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import type { PresenceSnapshot } from "../presence/snapshot.js";
+import { NO_CURSOR, type PresenceSnapshot } from "../presence/snapshot.js";
 import { encodeStatus } from "../presence/wire.js";
 
 /** One `/status` page, serialized once per change of its content. */
@@ -28,7 +28,8 @@ export const isEndPage = (page: BuiltPage): boolean => page === EMPTY;
  */
 export class StatusPages {
   private pages: (BuiltPage | undefined)[] = [];
-  private layoutVersion = -1;
+  /** How far this cache has followed the snapshot's changes (it may be one reader of several). */
+  private cursor = NO_CURSOR;
 
   constructor(
     private readonly snapshot: PresenceSnapshot,
@@ -67,12 +68,12 @@ export class StatusPages {
 
   /** Drops the pages the snapshot changed since the last request. */
   private sync(): void {
-    const dirty = this.snapshot.takeDirty();
-    if (dirty.layoutVersion !== this.layoutVersion) {
-      this.layoutVersion = dirty.layoutVersion;
+    const seen = this.snapshot.visibleChangesSince(this.cursor);
+    this.cursor = seen.cursor;
+    if (seen.all) {
       this.pages = [];
       return;
     }
-    for (const i of dirty.indices) this.pages[Math.floor(i / this.pageSize)] = undefined;
+    for (const i of seen.indices) this.pages[Math.floor(i / this.pageSize)] = undefined;
   }
 }

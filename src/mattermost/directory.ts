@@ -1,3 +1,4 @@
+import type { DirectoryEntry } from "../presence/snapshot.js";
 import { MAX_USERS_PER_PAGE, type DirectoryUser, type MattermostClient } from "./client.js";
 import { UpstreamError } from "./errors.js";
 
@@ -15,8 +16,8 @@ export function maxPagesFor(totalUsers: number | undefined, cap = FALLBACK_MAX_P
 }
 
 export interface Directory {
-  /** Active users in Mattermost's order, each once. */
-  users: DirectoryUser[];
+  /** Active users in Mattermost's order, each once, as the presence snapshot takes them. */
+  users: DirectoryEntry[];
   pages: number;
   /** `total_users_count` of `/users/stats`; undefined when it could not be read. */
   totalUsers: number | undefined;
@@ -36,7 +37,7 @@ type DirectoryClient = Pick<MattermostClient, "getActiveUsers" | "getTotalUsers"
 export async function readDirectory(client: DirectoryClient, cap = FALLBACK_MAX_PAGES): Promise<Directory> {
   const totalUsers = await readTotal(client);
   const maxPages = maxPagesFor(totalUsers, cap);
-  const users: DirectoryUser[] = [];
+  const users: DirectoryEntry[] = [];
   const seen = new Set<string>();
   for (let page = 0; page < maxPages; page++) {
     const batch = await client.getActiveUsers(page, MAX_USERS_PER_PAGE);
@@ -44,7 +45,7 @@ export async function readDirectory(client: DirectoryClient, cap = FALLBACK_MAX_
     for (const u of batch) {
       if (seen.has(u.id)) continue;
       seen.add(u.id);
-      users.push(u);
+      users.push(toEntry(u));
       fresh++;
     }
     if (batch.length < MAX_USERS_PER_PAGE) return { users, pages: page + 1, totalUsers };
@@ -62,6 +63,14 @@ export async function readDirectory(client: DirectoryClient, cap = FALLBACK_MAX_
     "users",
   );
 }
+
+/** Only the fields the core keeps: whatever else the client grows stays in the adapter. */
+const toEntry = (u: DirectoryUser): DirectoryEntry => ({
+  id: u.id,
+  username: u.username,
+  email: u.email,
+  isBot: u.isBot,
+});
 
 /**
  * The stats bound the paging; without them a fixed cap does. A 401, a 429 or an unreachable

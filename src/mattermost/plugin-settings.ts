@@ -1,3 +1,4 @@
+import type { SharedPluginSettings } from "../broker/types.js";
 import type { Logger } from "../log.js";
 import type { MattermostClient } from "./client.js";
 import { UpstreamError } from "./errors.js";
@@ -80,12 +81,6 @@ export async function fetchPluginSettings(client: MattermostClient): Promise<Plu
     }
     throw err;
   }
-}
-
-/** What a leader shares with the other replicas so that they never ask Mattermost themselves. */
-export interface SharedPluginSettings {
-  current: PluginSettings;
-  previous?: { secret: string; until: number };
 }
 
 export interface SecretSet {

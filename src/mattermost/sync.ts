@@ -2,13 +2,15 @@ import type { Logger } from "../log.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
 import { isKnownMattermostStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
+import { chunk, mapLimit } from "../util/batches.js";
+import { SYSTEM_CLOCK, type Clock } from "../util/clock.js";
 import { backoffDelay } from "./backoff.js";
 import { MAX_IDS_PER_STATUS_REQUEST, type MattermostClient, type RawStatus } from "./client.js";
 import { readDirectory } from "./directory.js";
 import { UpstreamError, type UpstreamErrorKind } from "./errors.js";
 
 export interface SyncOptions {
-  client: MattermostClient;
+  client: Pick<MattermostClient, "getActiveUsers" | "getTotalUsers" | "getStatuses">;
   snapshot: PresenceSnapshot;
   log: Logger;
   pollIntervalMs: number;
@@ -21,7 +23,29 @@ export interface SyncOptions {
   mayPoll?: () => boolean;
   random?: () => number;
   telemetry?: Telemetry;
+  /** Time and timers (tests drive them); the system's by default. */
+  clock?: Clock;
 }
+
+/**
+ * What PresenceSync did, told to `onEvent` listeners once it is done (the snapshot already holds
+ * the result): tests and tools wait on these instead of on time.
+ */
+export type SyncEvent =
+  /** A poll cycle ended: applied (`changes` Changes made) or failed (the snapshot untouched). */
+  | { readonly kind: "cycle"; readonly ok: boolean; readonly changes: number }
+  /** A cycle was due but `mayPoll` refused it; the next is scheduled a poll interval later. */
+  | { readonly kind: "cycle-skipped" }
+  /**
+   * A hinted re-read of `users` ended: applied, failed, or skipped because Mattermost is failing
+   * (the next successful cycle reads everyone anyway).
+   */
+  | {
+      readonly kind: "hint";
+      readonly outcome: "applied" | "failed" | "skipped";
+      readonly users: number;
+      readonly changes: number;
+    };
 
 /** Answers no healthy Mattermost gives: logged as errors, not as a passing outage. */
 const HOSTILE_KINDS: ReadonlySet<UpstreamErrorKind> = new Set(["too-large", "endless-paging"]);
@@ -53,39 +77,9 @@ export function initialHealth(): UpstreamHealth {
   };
 }
 
-/** Runs `fn` over `items` with at most `limit` promises in flight; rejects on the first failure. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 /** How Mattermost answers a user without a status record: offline, not manual, never active. */
 function answeredWithoutRecord(s: RawStatus): boolean {
   return s.status === "offline" && !s.manual && s.lastActivityAt === 0;
-}
-
-export function chunk<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
 
 /**
@@ -96,12 +90,12 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
  */
 export class PresenceSync {
   readonly health: UpstreamHealth = initialHealth();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: unknown;
   private running = false;
   private stopped = true;
   private directoryHint: string | undefined;
   private readonly pendingUsers = new Set<string>();
-  private userTimer: NodeJS.Timeout | undefined;
+  private userTimer: unknown;
   private lastHintRequestAt = 0;
   private warnedUnknown = new Set<string>();
   private inFlight: Promise<void> | undefined;
@@ -117,8 +111,20 @@ export class PresenceSync {
   private noRecord = new Set<string>();
   /** Hostile-answer kinds already logged as errors in this failure series. */
   private readonly loggedHostile = new Set<UpstreamErrorKind>();
+  private readonly clock: Clock;
+  private readonly listeners = new Set<(e: SyncEvent) => void>();
+  /** Changes the cycle in flight has made so far (for its event). */
+  private cycleChanges = 0;
 
-  constructor(private readonly opts: SyncOptions) {}
+  constructor(private readonly opts: SyncOptions) {
+    this.clock = opts.clock ?? SYSTEM_CLOCK;
+  }
+
+  /** Subscribes to what this sync did (see SyncEvent); returns the unsubscribe. */
+  onEvent(fn: (e: SyncEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
 
   start(): void {
     this.stopped = false;
@@ -128,8 +134,9 @@ export class PresenceSync {
   /** Stops scheduling; resolves when the cycle in flight (if any) has ended. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
-    clearTimeout(this.userTimer);
+    this.clock.clearTimeout(this.timer);
+    this.clock.clearTimeout(this.userTimer);
+    this.userTimer = undefined;
     await this.inFlight;
   }
 
@@ -160,17 +167,25 @@ export class PresenceSync {
   private scheduleHintFlush(): void {
     if (this.userTimer || this.stopped) return;
     const gap = 1000 / (this.opts.hintRequestsPerSecond ?? 5);
-    const wait = Math.max(50, this.lastHintRequestAt + gap - Date.now());
-    this.userTimer = setTimeout(() => void this.flushUserHints(), wait);
+    const wait = Math.max(50, this.lastHintRequestAt + gap - this.clock.now());
+    this.userTimer = this.clock.setTimeout(() => void this.flushUserHints(), wait);
   }
 
   /** Runs one cycle now (tests and the first load use it); errors are reported, not thrown. */
   async runOnce(): Promise<boolean> {
+    const ran = await this.runCycle();
+    if (ran) this.emit(ran);
+    return this.health.consecutiveFailures === 0;
+  }
+
+  /** The cycle's event, or undefined when one was already in flight (this call waited for it). */
+  private async runCycle(): Promise<SyncEvent | undefined> {
     if (this.running) {
       await this.inFlight;
-      return this.health.consecutiveFailures === 0;
+      return undefined;
     }
     this.running = true;
+    this.cycleChanges = 0;
     const done = this.cycle().finally(() => (this.running = false));
     this.inFlight = done.then(
       () => undefined,
@@ -182,30 +197,42 @@ export class PresenceSync {
       await done;
       this.onSuccess();
       telemetry.pollCycle(true, performance.now() - started, this.health.statusRequestsLastCycle);
-      return true;
+      return { kind: "cycle", ok: true, changes: this.cycleChanges };
     } catch (err) {
       this.onFailure(err);
       telemetry.pollCycle(false, performance.now() - started, this.health.statusRequestsLastCycle);
-      return false;
+      return { kind: "cycle", ok: false, changes: 0 };
     }
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(async () => {
-      if (this.opts.mayPoll && !this.opts.mayPoll()) return this.schedule(this.opts.pollIntervalMs);
-      const started = Date.now();
-      const ok = await this.runOnce();
-      if (this.stopped) return;
-      this.schedule(ok ? Math.max(0, this.opts.pollIntervalMs - (Date.now() - started)) : this.retryDelay());
-    }, delayMs);
+    this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => void this.scheduledCycle(), delayMs);
+  }
+
+  private async scheduledCycle(): Promise<void> {
+    if (this.opts.mayPoll && !this.opts.mayPoll()) {
+      this.schedule(this.opts.pollIntervalMs);
+      this.emit({ kind: "cycle-skipped" });
+      return;
+    }
+    const started = this.clock.now();
+    const ran = await this.runCycle();
+    const ok = this.health.consecutiveFailures === 0;
+    if (!this.stopped) {
+      this.schedule(
+        ok ? Math.max(0, this.opts.pollIntervalMs - (this.clock.now() - started)) : this.retryDelay(),
+      );
+    }
+    // Told once the next cycle is scheduled: a listener that moves the clock on finds it there.
+    if (ran) this.emit(ran);
   }
 
   private async cycle(): Promise<void> {
     const { snapshot, directoryRefreshMs } = this.opts;
     const started = performance.now();
-    const dirAge = Date.now() - (this.health.lastDirectoryAt ?? 0);
+    const dirAge = this.clock.now() - (this.health.lastDirectoryAt ?? 0);
     if (this.directoryHint !== undefined || dirAge >= directoryRefreshMs || !snapshot.ready) {
       const reason = this.directoryHint ?? (this.health.lastDirectoryAt ? "periodic" : "startup");
       this.directoryHint = undefined;
@@ -218,8 +245,8 @@ export class PresenceSync {
     }
     const ids = snapshot.userIds();
     const statuses = await this.readStatuses(ids);
-    snapshot.applyStatuses(statuses, true);
-    this.health.lastPollAt = Date.now();
+    this.cycleChanges += snapshot.applyStatuses(statuses, true).length;
+    this.health.lastPollAt = this.clock.now();
     this.health.lastPollMs = performance.now() - started;
   }
 
@@ -227,7 +254,8 @@ export class PresenceSync {
     const started = performance.now();
     const { users } = await readDirectory(this.opts.client);
     const changes = this.opts.snapshot.applyDirectory(users);
-    this.health.lastDirectoryAt = Date.now();
+    this.cycleChanges += changes.length;
+    this.health.lastDirectoryAt = this.clock.now();
     const withoutEmail = users.filter((u) => u.email === "").length;
     if (withoutEmail !== this.health.usersWithoutEmail || reason === "startup") {
       // "None visible" is all, or all but one: in lists Mattermost hides the token's own email
@@ -292,18 +320,26 @@ export class PresenceSync {
     for (const id of ids) this.pendingUsers.delete(id);
     // While Mattermost fails (a 429's Retry-After, an outage, a 401) hints would only add requests
     // the backoff is holding back; the next successful cycle reads every user anyway.
-    if (ids.length === 0 || this.health.tokenRejected || this.health.consecutiveFailures > 0) return;
-    this.lastHintRequestAt = Date.now();
+    if (ids.length === 0) return;
+    if (this.health.tokenRejected || this.health.consecutiveFailures > 0) {
+      this.emit({ kind: "hint", outcome: "skipped", users: ids.length, changes: 0 });
+      return;
+    }
+    this.lastHintRequestAt = this.clock.now();
+    let event: SyncEvent;
     try {
       const statuses = await this.opts.client.getStatuses(ids);
-      this.opts.snapshot.applyStatuses(new Map(statuses.map((s) => [s.userId, s])), false);
+      const changes = this.opts.snapshot.applyStatuses(new Map(statuses.map((s) => [s.userId, s])), false);
+      event = { kind: "hint", outcome: "applied", users: ids.length, changes: changes.length };
     } catch (err) {
       this.opts.log.debug(
         { event: "hint_read_failed", err: (err as Error).message },
         "re-read after a hint failed",
       );
+      event = { kind: "hint", outcome: "failed", users: ids.length, changes: 0 };
     }
     if (this.pendingUsers.size > 0) this.scheduleHintFlush();
+    this.emit(event);
   }
 
   private onSuccess(): void {
@@ -352,6 +388,10 @@ export class PresenceSync {
       this.opts.log.warn(fields, `Mattermost request failed: ${e.message}; serving the last snapshot`);
     else this.opts.log.debug(fields, e.message);
     this.lastFailure = e;
+  }
+
+  private emit(e: SyncEvent): void {
+    for (const fn of this.listeners) fn(e);
   }
 
   private retryDelay(): number {

@@ -1,13 +1,20 @@
 import { newEpoch } from "./position.js";
-import type { DirectoryUser } from "../mattermost/client.js";
 import { toProviderStatus, type ProviderStatus } from "./status.js";
 
-/** One user as the gateway knows them. */
-export interface PresenceUser {
+/**
+ * One active user as a directory read lists them: what the snapshot takes from its source (the
+ * Mattermost adapter maps its users to this), so the core depends on no adapter's types.
+ */
+export interface DirectoryEntry {
   readonly id: string;
   readonly username: string;
+  /** "" when the source may not show the email: the user is then left out of what providers see. */
   readonly email: string;
   readonly isBot: boolean;
+}
+
+/** One user as the gateway knows them. */
+export interface PresenceUser extends DirectoryEntry {
   /** undefined until Mattermost has answered for this user once. */
   status: ProviderStatus | undefined;
   /** Set by the user (dnd, ooo) rather than by activity; unset until known. For API v2 only. */
@@ -40,6 +47,19 @@ export interface ChangeMeta {
   /** The batch is a difference computed after a gap (a replica reloaded), not a replay. */
   readonly resync: boolean;
 }
+
+/** What changed in the visible list after a reader's cursor (see `visibleChangesSince`). */
+export interface VisibleChanges {
+  /** Where this reader now is: pass it to the next call. */
+  readonly cursor: number;
+  /** The list's order or membership moved, or the reader fell too far behind: any index may differ. */
+  readonly all: boolean;
+  /** Visible indices whose status changed (an index may repeat); empty when `all`. */
+  readonly indices: readonly number[];
+}
+
+/** The cursor of a reader that has seen nothing yet. */
+export const NO_CURSOR = -1;
 
 export type ChangeListener = (changes: readonly Change[], meta: ChangeMeta) => void;
 
@@ -82,7 +102,13 @@ export class PresenceSnapshot {
   private statusesLoaded = false;
   /** Bumped whenever the visible list's membership or order changes (every page may move). */
   private layoutVersion = 0;
-  private dirtyVisible = new Set<number>();
+  /**
+   * Visible indices whose status changed, oldest first. Any number of readers (the page cache of
+   * each worker, an admin view) follow it, each with a cursor of its own: reading takes nothing
+   * away from another reader. `journalStart` is the cursor of its first entry.
+   */
+  private visibleJournal: number[] = [];
+  private journalStart = 0;
   private keepaliveCursor = 0;
   /** Bumped when the layout or a detail changes (see `version`). */
   private stateVersion = 0;
@@ -165,7 +191,7 @@ export class PresenceSnapshot {
    * Replaces the directory with a fresh full read. Users who left get `offline`; new users are
    * held back until their first status arrives; an email change moves the user.
    */
-  applyDirectory(next: readonly DirectoryUser[]): Change[] {
+  applyDirectory(next: readonly DirectoryEntry[]): Change[] {
     // The usual periodic refresh finds nothing new: check that in one cheap pass first.
     if (this.directoryLoaded && this.sameDirectory(next)) return [];
     const wasReady = this.ready;
@@ -218,7 +244,7 @@ export class PresenceSnapshot {
     return changes;
   }
 
-  private sameDirectory(next: readonly DirectoryUser[]): boolean {
+  private sameDirectory(next: readonly DirectoryEntry[]): boolean {
     if (next.length !== this.users.length) return false;
     for (let i = 0; i < next.length; i++) {
       const d = next[i]!;
@@ -260,7 +286,7 @@ export class PresenceSnapshot {
       user.status = status;
       if (!user.email) continue;
       if (!wasVisible) membershipChanged = true;
-      else this.dirtyVisible.add(this.visibleIndex.get(id)!);
+      else this.noteVisible(this.visibleIndex.get(id)!);
       changes.push(this.change(id, user.email, status, at));
     }
     if (complete) this.statusesLoaded = true;
@@ -309,7 +335,7 @@ export class PresenceSnapshot {
     for (const c of changes) {
       const u = this.byId.get(c.userId)!;
       if (u.status === undefined) membershipChanged = true;
-      else this.dirtyVisible.add(this.visibleIndex.get(u.id)!);
+      else this.noteVisible(this.visibleIndex.get(u.id)!);
       u.status = c.status;
       this.seq = c.seq;
     }
@@ -366,13 +392,14 @@ export class PresenceSnapshot {
   }
 
   /**
-   * Pages whose content changed since the last call, or "all" when the layout moved.
-   * The page cache calls this to know what to rebuild.
+   * The visible indices whose status changed after `cursor` (a reader's own, from its previous
+   * call; NO_CURSOR at first), or `all` when the list moved since. Reading changes nothing, so
+   * any number of readers can follow the snapshot independently.
    */
-  takeDirty(): { layoutVersion: number; indices: ReadonlySet<number> } {
-    const indices = this.dirtyVisible;
-    this.dirtyVisible = new Set();
-    return { layoutVersion: this.layoutVersion, indices };
+  visibleChangesSince(cursor: number): VisibleChanges {
+    const end = this.journalStart + this.visibleJournal.length;
+    if (cursor < this.journalStart || cursor > end) return { cursor: end, all: true, indices: [] };
+    return { cursor: end, all: false, indices: this.visibleJournal.slice(cursor - this.journalStart) };
   }
 
   /** The next visible user for the keepalive, round-robin. */
@@ -391,7 +418,18 @@ export class PresenceSnapshot {
     this.visibleIndex = new Map(this.visibleList.map((u, i) => [u.id, i]));
     this.layoutVersion++;
     this.stateVersion++;
-    this.dirtyVisible.clear();
+    // Every reader's cursor is now before the journal: each rebuilds everything once.
+    this.journalStart += this.visibleJournal.length + 1;
+    this.visibleJournal = [];
+  }
+
+  private noteVisible(index: number): void {
+    // Bounded: a reader more than a list's worth of changes behind rebuilds everything anyway.
+    if (this.visibleJournal.length >= Math.max(1024, this.visibleList.length)) {
+      this.journalStart += this.visibleJournal.length;
+      this.visibleJournal = [];
+    }
+    this.visibleJournal.push(index);
   }
 
   private emit(changes: readonly Change[], meta: ChangeMeta): void {

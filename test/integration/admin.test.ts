@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js";
 import { GatewayProcess } from "../helpers/gateway-process.js";
+import { waitUntil } from "../helpers/in-process.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { StreamConn } from "../helpers/v2-stream.js";
 import type { AdminProviders } from "../../src/http/admin-providers.js";
@@ -68,9 +69,7 @@ describe("the admin page (real CLI process against the simulator)", () => {
       // The providers list shows the address X-Forwarded-For names when the peer is trusted.
       PRESENCE_TRUSTED_PROXIES: "127.0.0.1",
     });
-    for (let i = 0; i < 200 && (await fetch(`${gw.url}/readyz`)).status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
   });
 
   /** Waits until the gateway counts `n` providers: a socket closed by a test closes a little later. */

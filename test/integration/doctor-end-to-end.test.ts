@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { CLI, GatewayProcess, runCli } from "../helpers/gateway-process.js";
+import { waitUntil } from "../helpers/in-process.js";
 import { doctorLine as line, doctorLines as lines } from "../helpers/doctor-output.js";
 
 const TOKEN = `e2e-token-${process.pid}-abcdef`;
@@ -20,9 +21,7 @@ const env = (sim: MattermostSimulator): Record<string, string> => ({
 });
 
 async function ready(gw: GatewayProcess): Promise<void> {
-  for (let i = 0; i < 200 && (await fetch(`${gw.url}/readyz`)).status !== 200; i++) {
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
 }
 
 async function doctor(sim: MattermostSimulator, gatewayUrl: string, extra: string[] = []) {

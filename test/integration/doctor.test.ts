@@ -3,6 +3,7 @@ import { createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
+import { waitUntil } from "../helpers/in-process.js";
 import { doctorLine as line, doctorLines as lines } from "../helpers/doctor-output.js";
 
 const TOKEN = `doctor-token-${process.pid}-abcdef`;
@@ -183,9 +184,7 @@ describe("outlook-presence doctor, against the simulator", () => {
         PRESENCE_SECRET: SECRET,
         PRESENCE_POLL_INTERVAL_MS: "250",
       });
-      for (let i = 0; i < 100 && (await fetch(`${gw.url}/readyz`)).status !== 200; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
     });
     after(async () => {
       await gw?.stop();

@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
 import { waitUntil } from "../helpers/in-process.js";
+import { markerChange } from "../helpers/markers.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const PLUGIN_ID = "com.mattermost.outlook-presence";
@@ -171,14 +172,18 @@ describe("POST /status/publish: a hint, never trusted", () => {
     await p.loadStatus(); // as a provider starts: its socket is not resynced, so every message below is live
     await p.connect();
     const u = someone();
-    await new Promise((r) => setTimeout(r, 300)); // let the replay on connect arrive
+    const marker = sim.listUsers().find((x) => x.delete_at === 0 && x.email && !x.is_bot && x.id !== u.id)!;
+    const hint = (status: SimStatus) => publish({ user_id: marker.id, status }).then((r) => r.arrayBuffer());
+    await markerChange(sim, p, marker, hint); // written after the replay on connect
     const from = p.messages.length;
     const held = sim.getStatus(u.id);
     const forged = held === "dnd" ? "online" : "dnd";
     const before = sim.stats.statusIdsRequests;
     assert.equal((await publish({ user_id: u.id, status: forged })).status, 200);
     await waitUntil(() => sim.stats.statusIdsRequests > before, 5000, "the re-read");
-    await new Promise((r) => setTimeout(r, 200));
+    // A later hint's change arrived, after the forged one's re-read was answered: had that one made
+    // a message, it would be in by now.
+    await markerChange(sim, p, marker, hint);
     assert.deepEqual(
       p.messages.slice(from).filter((m) => m.email === u.email),
       [],
@@ -202,7 +207,8 @@ describe("POST /status/publish: a hint, never trusted", () => {
         await r.arrayBuffer();
       }
     }
-    await new Promise((r) => setTimeout(r, 600)); // let queued hints flush
+    // The hints were re-read at all (the budget below would hold for a gateway that never did).
+    await waitUntil(() => sim.stats.statusIdsRequests - before >= 2, 5000, "re-reads of the hints");
     const seconds = (Date.now() - started) / 1000;
     const upstream = sim.stats.statusIdsRequests - before;
     t.diagnostic(

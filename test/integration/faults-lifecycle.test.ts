@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, test, type TestContext } from "node:test";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { GatewayProcess } from "../helpers/gateway-process.js";
-import { assertConverged, sleep, waitUntil } from "../helpers/in-process.js";
+import { assertConverged, waitUntil } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `tok-${process.pid}-lifecycle`;
@@ -43,23 +43,34 @@ async function exited(gw: GatewayProcess, timeoutMs: number): Promise<number | n
   return code;
 }
 
-/** A POST /status/publish whose body is sent in two halves, so it is in flight in between. */
+/**
+ * A POST /status/publish whose body is sent in two halves, so it is in flight in between. It asks
+ * for `100 Continue`, which Node's server writes once it has read the head: `headRead` resolves then.
+ */
 function halfSentPublish(url: string, userId: string) {
   const body = JSON.stringify({ user_id: userId, status: "online" });
   const socket = connect(Number(new URL(url).port), "127.0.0.1");
+  const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
   let response = "";
-  socket.on("data", (d: Buffer) => (response += d.toString()));
+  let headRead: () => void = () => undefined;
+  const headReadP = new Promise<void>((resolve) => (headRead = resolve));
+  socket.on("data", (d: Buffer) => {
+    response += d.toString();
+    if (response.startsWith(CONTINUE)) headRead();
+  });
   socket.on("error", () => undefined);
   const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
   socket.write(
     `POST ${BASE}/status/publish HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+      `Expect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
   );
   return {
+    headRead: () => headReadP,
     finish: () => socket.write(body.slice(10)),
+    /** The final response (after the `100 Continue`). */
     response: async () => {
       await ended;
-      return response;
+      return response.startsWith(CONTINUE) ? response.slice(CONTINUE.length) : response;
     },
     destroy: () => socket.destroy(),
   };
@@ -85,7 +96,7 @@ describe("lifecycle (real CLI)", () => {
       const user = sim.listUsers().find((u) => !u.is_bot && u.delete_at === 0)!;
       const inFlight = halfSentPublish(gw.url, user.id);
       t.after(() => inFlight.destroy());
-      await sleep(200); // let the gateway read the request's head
+      await inFlight.headRead(); // the gateway has read the request's head
 
       gw.child.kill(signal);
       await gw.waitFor((l) => l.event === "stopping");

@@ -42,6 +42,16 @@ function upgrade(
   });
 }
 
+/**
+ * A later log line that closes a "no further line" count: the debug line of a request tagged
+ * `tag`. The gateway writes its log in order, and the lines of a request answered earlier are
+ * written before its answer ends, so they are all in by then.
+ */
+async function logMarker(gw: GatewayProcess, tag: string): Promise<void> {
+  await (await fetch(`${gw.url}/healthz?marker=${tag}`)).arrayBuffer();
+  await gw.waitFor((l) => l.event === "http_request" && String(l.url).endsWith(`marker=${tag}`));
+}
+
 async function gateway(sim: MattermostSimulator, env: Record<string, string>): Promise<GatewayProcess> {
   const gw = await GatewayProcess.start({
     MATTERMOST_URL: sim.url,
@@ -75,9 +85,8 @@ describe("secrets", () => {
     const refused = await upgrade(gw.url, "secret=nope");
     assert.equal(refused.status, 403);
     assert.equal((JSON.parse(refused.body) as { error: { code: string } }).error.code, "invalid_secret");
-    // The gateway's log lines reach us asynchronously: wait for the good one, then count.
-    await gw.waitFor((l) => l.event === "ws_connect");
-    await new Promise((r) => setTimeout(r, 200));
+    // The gateway's log lines reach us asynchronously: wait for a later one, then count.
+    await logMarker(gw, "after-upgrades");
     assert.equal(
       gw.logs.filter((l) => l.event === "ws_connect").length,
       1,
@@ -105,8 +114,7 @@ describe("secrets", () => {
     assert.equal((await fetch(`${gw.url}${BASE}/status?secret=${encodeURIComponent(SECRET)}`)).status, 200);
     assert.equal((await upgrade(gw.url, `secret=${encodeURIComponent(SECRET)}`)).status, 101);
     for (let i = 0; i < 10; i++) assert.equal((await wrong()).status, 429);
-    await gw.waitFor((l) => l.event === "auth_rate_limited");
-    await new Promise((r) => setTimeout(r, 200)); // any further (wrong) line would be in by now
+    await logMarker(gw, "after-guesses"); // any further (wrong) line would be in by now
     assert.equal(gw.logs.filter((l) => l.event === "auth_rate_limited").length, 1, "one log line per window");
   });
 
@@ -178,8 +186,7 @@ describe("secrets", () => {
       (await fetch(`${gw.url}/metrics`, { headers: { Authorization: "Bearer metrics-token-right" } })).status,
       200,
     );
-    await gw.waitFor((l) => l.event === "auth_rate_limited");
-    await new Promise((r) => setTimeout(r, 200));
+    await logMarker(gw, "after-guesses");
     assert.equal(gw.logs.filter((l) => l.event === "auth_rate_limited").length, 1, "one log line per window");
     assert.equal(
       gw.logs.filter((l) => l.event === "admin_refused").length,

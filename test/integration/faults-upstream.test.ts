@@ -17,7 +17,9 @@ import {
   type InProcessGateway,
   type Line,
 } from "../helpers/in-process.js";
+import { nthEvent, record } from "../helpers/events.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
+import type { SyncEvent } from "../../src/mattermost/sync.js";
 
 const TOKEN = `tok-${process.pid}-faults-up`;
 const SECRET = `secret-${process.pid}-faults-up`;
@@ -83,6 +85,15 @@ function churn(sim: MattermostSimulator, n: number, offset = 0) {
   }
   return users;
 }
+
+/** The `n`-th poll cycle `gw` ends from now on that satisfies `pred`. */
+const cycles = (gw: InProcessGateway, n: number, pred: (e: SyncEvent) => boolean, what: string) =>
+  nthEvent<SyncEvent>(
+    (fn) => gw.gateway.sync.onEvent(fn),
+    n,
+    (e) => e.kind === "cycle" && pred(e),
+    what,
+  );
 
 const failures = (lines: readonly Line[], kind?: string): Line[] =>
   lines.filter((l) => l.event === "upstream_failed" && (kind === undefined || l.kind === kind));
@@ -208,6 +219,7 @@ describe("upstream faults", () => {
     const ps = await providers(t, gw.url);
 
     const newToken = `${TOKEN}-rotated`;
+    const told = record<SyncEvent>((fn) => gw.gateway.sync.onEvent(fn));
     sim.setToken(newToken);
     await waitUntil(async () => !(await ready(gw.url)), 5000, "not ready");
     const readyz = (await (await fetch(`${gw.url}/readyz`)).json()) as { error: { message: string } };
@@ -217,7 +229,8 @@ describe("upstream faults", () => {
     assert.equal(rejected[0]!.level, "error");
     assert.match(String(rejected[0]!.msg), /MATTERMOST_TOKEN/);
     assert.ok(!JSON.stringify(gw.lines).includes(TOKEN), "the token itself is never logged");
-    // Retried slowly: at the backoff cap, so nothing for the next while (not every 250 ms).
+    // Retried slowly: at the backoff cap, so nothing for the next while (not every 250 ms). The
+    // sleep is the window a hammering retry would fall in, not a wait for something to happen.
     const after401 = sim.stats.requests["status/ids"] ?? 0;
     const usersAfter401 = sim.stats.requests.users ?? 0;
     await sleep(1500);
@@ -226,7 +239,18 @@ describe("upstream faults", () => {
     assert.equal((await fetch(statusUrl(gw.url))).status, 200, "the last snapshot keeps serving");
 
     churn(sim, 10);
+    const recovered = cycles(gw, 1, (e) => e.kind === "cycle" && e.ok, "the cycle the reload runs");
     gw.gateway.reload({ ...gw.config, mattermostToken: newToken });
+    await recovered;
+    // The reload's cycle was told, so any cycle between the 401 and it would be in the record
+    // (a cycle that was under way when the token changed may come first, and succeed).
+    const oks = told.events.flatMap((e) => (e.kind === "cycle" ? [e.ok] : []));
+    assert.deepEqual(
+      oks.slice(oks.indexOf(false)),
+      [false, true],
+      "one failed cycle (the 401), then the reload's",
+    );
+    told.stop();
     await waitUntil(() => ready(gw.url), 5000, "ready right after the reload");
     await assertConverged(sim, ps);
     assert.equal(gw.lines.filter((l) => l.event === "token_rejected").length, 1);
@@ -263,8 +287,9 @@ describe("upstream faults", () => {
       const seen = failures(gw.lines, kind).length;
       sim.setFault(fault);
       await waitUntil(() => failures(gw.lines, kind).length > seen, 5000, `a ${kind} failure`);
+      const underFault = cycles(gw, 2, (e) => e.kind === "cycle" && !e.ok, "two more failed cycles");
       const changed = churn(sim, 12, 5);
-      await sleep(600); // a few more cycles under the fault
+      await underFault; // the changes were there to be read, and were not
       const during = await fetch(statusUrl(gw.url));
       assert.equal(during.status, 200);
       assert.equal(await during.text(), before, "the last good snapshot is served unchanged");
@@ -301,7 +326,8 @@ describe("upstream faults", () => {
         "everyone away",
       );
       for (const p of ps) assert.deepEqual(p.violations, []);
-      await sleep(600);
+      // Two more cycles that read the same value (and would warn again if each did).
+      await cycles(gw, 2, (e) => e.kind === "cycle" && e.ok, "two more cycles");
       assert.equal(gw.lines.filter((l) => l.event === "unknown_status").length, warned + 1);
       const pages = (await (await fetch(statusUrl(gw.url))).json()) as { status: string }[];
       assert.ok(pages.length > 0 && pages.every((u) => u.status === "away"));

@@ -3,8 +3,9 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
-import { expectedStatuses } from "../helpers/in-process.js";
+import { expectedStatuses, waitUntil } from "../helpers/in-process.js";
 import { rawGet } from "../helpers/net.js";
+import { markerChange } from "../helpers/markers.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
 const TOKEN = `test-token-${process.pid}-${Date.now()}`;
@@ -38,10 +39,7 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
     });
     await gw.waitFor((l) => l.event === "directory_refreshed");
     // Ready once the first full snapshot is loaded.
-    for (let i = 0; i < 100; i++) {
-      if ((await fetch(`${gw.url}/readyz`)).status === 200) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitUntil(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 10_000, "ready");
   });
 
   after(async () => {
@@ -182,12 +180,15 @@ describe("the gateway, as the Outlook provider sees it (real CLI process against
     await p.loadStatus(); // as a provider starts: its socket is not resynced, so every message below is live
     await p.connect();
     const victim = active().find((u) => u.email && sim.getStatus(u.id) === "online")!;
-    await new Promise((r) => setTimeout(r, 200)); // the replay of recent changes is written on connect
+    const marker = active().find((u) => u.email && !u.is_bot && u.id !== victim.id)!;
+    await markerChange(sim, p, marker); // written after the replay of recent changes on connect
     const from = p.messages.length;
     sim.deactivateUser(victim.id);
     await p.until((pp) => pp.messages.some((m) => m.email === victim.email), 10_000, "offline message");
-    // Let two more poll cycles and a directory refresh pass: still one message.
-    await new Promise((r) => setTimeout(r, 2500));
+    // A directory refresh after it, then a poll cycle after that, whose change arrived: still one message.
+    const mark = gw.logs.length;
+    await gw.waitFor((l) => l.event === "directory_refreshed" && gw.logs.indexOf(l) >= mark);
+    await markerChange(sim, p, marker);
     const forVictim = p.messages.slice(from).filter((m) => m.email === victim.email);
     assert.deepEqual(
       forVictim.map((m) => m.status),

@@ -128,7 +128,9 @@ describe("several replicas on one Redis", { skip: noSharedRedis }, () => {
     const perCycle = Math.ceil(sim.listUsers().filter((u) => u.delete_at === 0).length / 200);
     sim.resetStats();
     const started = Date.now();
-    await new Promise((r) => setTimeout(r, 4000));
+    // Eight cycles' worth of requests, however long the machine takes: three pollers get there in
+    // a third of the time, which the bound below then refuses.
+    await waitUntil(() => sim.stats.statusIdsRequests >= perCycle * 8, 20_000, "eight cycles of requests");
     const cycles = (Date.now() - started) / POLL_MS;
     const requests = sim.stats.statusIdsRequests;
     t.diagnostic(
@@ -136,7 +138,6 @@ describe("several replicas on one Redis", { skip: noSharedRedis }, () => {
     );
     // One poller: about perCycle × cycles. Three pollers would be three times that.
     assert.ok(requests <= perCycle * (cycles + 1), `${requests} requests`);
-    assert.ok(requests >= perCycle * (cycles / 2), `${requests} requests: is anyone polling?`);
   });
 
   test("SIGKILL the leader: another leads within TTL + one poll interval, and changes made meanwhile reach the survivors' clients", async (t) => {
@@ -215,9 +216,15 @@ describe("Redis restarting under the replicas", { skip: noRedisServer }, () => {
   });
 
   test("no replica crashes; they reconnect, resync, and clients converge", async () => {
+    const marks = gws.map((g) => g.logs.length);
     await redis.kill();
     const changedDuring = flip(sim, 8, 0);
-    await new Promise((r) => setTimeout(r, 1000));
+    // Every replica has noticed the outage before Redis comes back.
+    await Promise.all(
+      gws.map((g, i) =>
+        g.waitFor((l) => l.event === "redis_error" && g.logs.indexOf(l) >= marks[i]!, 15_000),
+      ),
+    );
     await redis.restart();
     const changedAfter = flip(sim, 8, 20);
     for (const [i, p] of providers.entries()) {
@@ -313,6 +320,9 @@ describe("replicas with the secret from the old plugin's settings", { skip: noSh
     await new Promise((r) => setTimeout(r, 3000));
     const reads = sim.stats.requests.config ?? 0;
     const follower = gws.find((g) => !isLeader(g))!;
+    // The follower's log is in up to a request made now: a read of its own would be logged before.
+    await (await fetch(`${follower.url}/healthz?marker=settings`)).arrayBuffer();
+    await follower.waitFor((l) => l.event === "http_request" && String(l.url).endsWith("marker=settings"));
     assert.ok(reads >= 1 && reads <= 6, `${reads} config reads in ~4 s with a 1 s refresh`);
     assert.equal(
       follower.logs.some((l) => l.event === "plugin_settings_changed" && l.reason === "periodic"),

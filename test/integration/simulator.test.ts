@@ -4,6 +4,7 @@ import mattermostClient from "@mattermost/client";
 import { WebSocket } from "ws";
 import { runSimulate } from "../../src/simulator/cli.js";
 import { MattermostSimulator, type SimulatorOptions, type SimUser } from "../../src/simulator/index.js";
+import { waitUntil } from "../helpers/in-process.js";
 
 const TOKEN = "simtesttoken0000000000000a";
 
@@ -441,7 +442,7 @@ test("stop() does not wait for a slow answer, and start() works again after it",
   const url = await sim.start(0);
   sim.setFault({ kind: "slow", delayMs: 60_000 });
   const pending = fetch(`${url}/api/v4/system/ping`);
-  await new Promise((r) => setTimeout(r, 50));
+  await waitUntil(() => (sim.stats.requests.ping ?? 0) > 0, 5000, "the request to arrive");
   const t0 = Date.now();
   await sim.stop();
   assert.ok(Date.now() - t0 < 1000);
@@ -628,10 +629,9 @@ test("churn changes active non-bot users among the four statuses and stops", asy
     changesPerTick: 3,
     onChange: (u, from, to) => changes.push([u, from, to]),
   });
-  await new Promise((r) => setTimeout(r, 130));
+  await waitUntil(() => changes.length >= 6, 5000, "six changes");
   stop();
   const n = changes.length;
-  assert.ok(n >= 6, `changes: ${n}`);
   for (const [u, from, to] of changes) {
     assert.ok(!u.is_bot && u.delete_at === 0);
     assert.notEqual(from, to);
@@ -639,8 +639,13 @@ test("churn changes active non-bot users among the four statuses and stops", asy
   }
   const [lastU, , lastTo] = changes[changes.length - 1]!;
   assert.equal(h.sim.getStatus(lastU.id), lastTo);
-  await new Promise((r) => setTimeout(r, 60));
-  assert.equal(changes.length, n);
+  // A second churn on the same interval ticks twice: the stopped one would have ticked by then too.
+  let later = 0;
+  const stopLater = h.sim.startChurn({ intervalMs: 20, changesPerTick: 1, onChange: () => later++ });
+  t.after(stopLater);
+  await waitUntil(() => later >= 2, 5000, "two ticks of a second churn");
+  stopLater();
+  assert.equal(changes.length, n, "no change after stop()");
 });
 
 test("users/{id} and users/{id}/status", async (t) => {

@@ -5,6 +5,7 @@ import { after, before, describe, test } from "node:test";
 import type { PresenceResponse } from "../../src/http/v2/protocol.js";
 import { MattermostSimulator, type SimUser } from "../../src/simulator/index.js";
 import { startInProcess, waitUntil, type InProcessGateway } from "../helpers/in-process.js";
+import { markerChange } from "../helpers/markers.js";
 import { FakeProvider } from "../helpers/provider.js";
 import { documentValidator, validate } from "../helpers/v2-schema.js";
 
@@ -193,6 +194,9 @@ describe("API v2 HTTP: /api/v2/presence, /query and the OpenAPI document", () =>
       assert.ok(next.users[0]!.last_activity_at > u.last_activity_at);
       assert.equal(gw.gateway.snapshot.lastSeq, seq, "no Change was made");
       assert.equal(next.seq, seq);
+      // A later change reached the socket: a message for `u` would have come before it.
+      const other = body.users.find((x) => x.user_id !== u.user_id)!;
+      await markerChange(sim, provider, { id: other.user_id, email: other.email });
       assert.deepEqual(
         provider.messages.filter((m) => m.user_id === u.user_id),
         [],

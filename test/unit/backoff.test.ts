@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { backoffDelay } from "../../src/mattermost/backoff.js";
 import { parseRetryAfter } from "../../src/mattermost/errors.js";
-import { chunk, mapLimit } from "../../src/mattermost/sync.js";
 
 test("backoff doubles per failure between half and all of the ceiling, capped", () => {
   assert.equal(
@@ -33,30 +32,4 @@ test("Retry-After in seconds or as a date", () => {
   assert.equal(parseRetryAfter("garbage", 1234), 1234);
   const now = Date.parse("2026-01-01T00:00:00Z");
   assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:05 GMT", 0, now), 5000);
-});
-
-test("chunk splits into requests of at most n ids", () => {
-  assert.deepEqual(chunk([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
-  assert.equal(chunk(Array.from({ length: 50_000 }), 200).length, 250);
-});
-
-test("mapLimit never exceeds the limit and keeps result order", async () => {
-  let inFlight = 0;
-  let max = 0;
-  const out = await mapLimit([5, 1, 4, 2, 3, 0], 2, async (n) => {
-    inFlight++;
-    max = Math.max(max, inFlight);
-    await new Promise((r) => setTimeout(r, n));
-    inFlight--;
-    return n * 10;
-  });
-  assert.equal(max, 2);
-  assert.deepEqual(out, [50, 10, 40, 20, 30, 0]);
-  await assert.rejects(
-    mapLimit([1, 2], 2, async (n) => {
-      if (n === 2) throw new Error("boom");
-      return n;
-    }),
-    /boom/,
-  );
 });

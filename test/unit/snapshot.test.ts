@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import type { DirectoryUser } from "../../src/mattermost/client.js";
-import { PresenceSnapshot, type Change } from "../../src/presence/snapshot.js";
+import {
+  NO_CURSOR,
+  PresenceSnapshot,
+  type Change,
+  type DirectoryEntry,
+} from "../../src/presence/snapshot.js";
 import { directoryUser as user, userId as id } from "../helpers/directory.js";
 
-function loaded(users: DirectoryUser[], statuses: Record<number, string>): PresenceSnapshot {
+function loaded(users: DirectoryEntry[], statuses: Record<number, string>): PresenceSnapshot {
   const s = new PresenceSnapshot(() => 1000);
   s.applyDirectory(users);
   s.applyStatuses(new Map(Object.entries(statuses).map(([n, st]) => [id(Number(n)), st])), true);
@@ -160,4 +164,36 @@ test("property: replaying the emitted changes onto a provider's view equals the 
       for (const email of expected.keys()) assert.ok(view.has(email), `${email} never announced`);
     }),
   );
+});
+
+test("visible changes are read by each reader from its own cursor, taking nothing from the others", () => {
+  const s = loaded([user(0), user(1), user(2)], { 0: "online", 1: "online", 2: "online" });
+  const a = s.visibleChangesSince(NO_CURSOR);
+  assert.equal(a.all, true, "a new reader starts from everything");
+  let b = s.visibleChangesSince(NO_CURSOR);
+  s.applyStatuses(new Map([[id(2), "dnd"]]), true);
+  const a2 = s.visibleChangesSince(a.cursor);
+  assert.deepEqual([a2.all, [...a2.indices]], [false, [2]]);
+  assert.deepEqual([...s.visibleChangesSince(a2.cursor).indices], [], "nothing new for the first reader");
+  s.applyStatuses(new Map([[id(0), "away"]]), true);
+  b = s.visibleChangesSince(b.cursor);
+  assert.deepEqual([b.all, [...b.indices]], [false, [2, 0]], "the second reader still sees both");
+  s.applyStatuses(new Map([[id(1), "offline"]]), true); // status only: no layout change
+  s.applyDirectory([user(0), user(2)]);
+  const after = s.visibleChangesSince(b.cursor);
+  assert.equal(after.all, true, "the list moved: every index may differ");
+  assert.deepEqual([...s.visibleChangesSince(after.cursor).indices], []);
+});
+
+test("a reader that falls more than a list's worth of changes behind rebuilds everything", () => {
+  const s = loaded([user(0)], { 0: "online" });
+  const start = s.visibleChangesSince(NO_CURSOR);
+  let recent = start;
+  for (let i = 0; i < 3000; i++) {
+    recent = s.visibleChangesSince(recent.cursor);
+    s.applyStatuses(new Map([[id(0), i % 2 ? "online" : "away"]]), true);
+  }
+  assert.equal(s.visibleChangesSince(start.cursor).all, true);
+  const last = s.visibleChangesSince(recent.cursor);
+  assert.deepEqual([last.all, [...last.indices]], [false, [0]], "a reader that kept up keeps its place");
 });

@@ -40,6 +40,21 @@ test("a page is the same bytes until the snapshot changes it, then only that pag
   assert.equal(parse(p2b.body)[10]!.status, "dnd");
 });
 
+test("two caches on one snapshot (a worker's and an admin view's) each see every change", () => {
+  const s = snapshotOf(250);
+  const first = new StatusPages(s, 100);
+  const second = new StatusPages(s, 100);
+  first.get(2);
+  second.get(2);
+  s.applyStatuses(new Map([[id(210), "dnd"]]), true);
+  // The first reader looks before the second: it must not use the change up.
+  assert.equal(parse(first.get(2).body)[10]!.status, "dnd");
+  assert.equal(parse(second.get(2).body)[10]!.status, "dnd");
+  s.applyStatuses(new Map([[id(5), "away"]]), true);
+  assert.equal(parse(second.get(0).body)[5]!.status, "away");
+  assert.equal(parse(first.get(0).body)[5]!.status, "away");
+});
+
 test("a directory change rebuilds the pages", () => {
   const s = snapshotOf(3);
   const pages = new StatusPages(s, 2);
