@@ -530,6 +530,12 @@ export class RedisBroker implements Broker {
       const raw = await this.cmd.get(this.keys.state);
       if (!raw) return false;
       const state = JSON.parse(raw) as StoredState;
+      if (await this.continues(state)) {
+        // Our history already holds the state's: read on from our own position, without a
+        // difference (replacing ours with an older state would revert statuses, then replay them).
+        const after = await this.cmd.xrange(this.keys.changes, `(${this.lastId}`, "+");
+        if (after.every(([id, fields]) => this.applyEntry(id, fields))) return true;
+      }
       const changes = this.snapshot.replaceState(state);
       this.lastId = state.id;
       this.opts.log.info(
@@ -541,6 +547,19 @@ export class RedisBroker implements Broker {
       // A directory entry newer than the state we read: the leader has rewritten it since.
     }
     return false;
+  }
+
+  /**
+   * True when this replica's snapshot already includes `state`: the same epoch (where a position
+   * names one change on every replica), at or past its seq, and our last entry is in the stream
+   * (an entry a deposed leader numbered but never wrote is not: then it must take the state).
+   */
+  private async continues(state: StoredState): Promise<boolean> {
+    if (!this.snapshot.ready || state.epoch === undefined || state.epoch !== this.snapshot.epoch)
+      return false;
+    if (state.seq > this.snapshot.lastSeq || compareIds(this.lastId, state.id) < 0) return false;
+    if (this.lastId === state.id) return true;
+    return (await this.cmd.xrange(this.keys.changes, this.lastId, this.lastId)).length === 1;
   }
 
   private async catchUp(): Promise<void> {
