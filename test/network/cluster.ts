@@ -202,7 +202,8 @@ export class NetCluster {
     t.diagnostic(
       `API v2 (${what}): ${this.watchers.length} clients, ${result.messages} changes messages, ` +
         `${result.changes} changes delivered, ${result.lost} lost, ${result.duplicated} duplicated, ` +
-        `${result.resumes} resumes, ${result.conflicts.length} positions naming two changes, ` +
+        `${result.resumes} resumes (${result.exact} exact, the rest a snapshot), ` +
+        `${result.conflicts.length} positions naming two changes, ` +
         `${result.violations.length} order violations`,
     );
     assert.deepEqual(result.conflicts, [], "no (epoch, seq) names two different changes");

@@ -110,6 +110,8 @@ export interface V2Tally {
   violations: string[];
   /** Connections made after the first (each a resume with since). */
   resumes: number;
+  /** Of those, the ones the gateway resumed exactly (the others got a snapshot). */
+  exact: number;
 }
 
 export function tally(watchers: readonly V2Watcher[], want: ReadonlyMap<string, string>): V2Tally {
@@ -133,5 +135,6 @@ export function tally(watchers: readonly V2Watcher[], want: ReadonlyMap<string, 
     conflicts: positionConflicts(records),
     violations,
     resumes: records.length - watchers.length,
+    exact: records.filter((r) => r.start && r.messages.some((m) => m.type === "ready" && m.resumed)).length,
   };
 }
