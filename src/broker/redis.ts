@@ -20,9 +20,13 @@ export interface RedisBrokerOptions {
   stateEveryMs?: number;
 }
 
-/** One stream entry: a batch, and whether the directory changed (then the state was rewritten first). */
+/**
+ * One stream entry: a batch, and whether the directory changed (then the state was rewritten
+ * first). `e`: the epoch the batch's seqs belong to (absent in entries written before epochs).
+ */
 interface Entry {
   dir: boolean;
+  e?: string;
   changes: [seq: number, userId: string, email: string, status: ProviderStatus, at: number][];
 }
 
@@ -40,6 +44,10 @@ if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
+// Read once: a handover proves continuity to the next leader only (see promote).
+const TAKE = `local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+return v`;
 
 /** The leader's snapshot as stored: `id` is the last stream entry whose effect it includes. */
 interface StoredState extends SnapshotState {
@@ -54,6 +62,9 @@ interface StoredState extends SnapshotState {
  * - `<prefix>:changes`: a capped stream of change batches, entry id `<last seq>-<n>` chosen by
  *   the leader, so a follower reads exactly the entries after the state it loaded.
  * - `<prefix>:hints`: pub/sub channel for /status/publish hints from followers to the leader.
+ * - `<prefix>:handover`: `<epoch>:<seq>` written by a leader that stops cleanly with every change
+ *   it numbered in Redis; the next leader continues that epoch only if it finds it (promote).
+ * - `<prefix>:seen`: the highest seq any replica saw (see SEEN_MAX).
  * Three connections: commands, the blocking stream reader, and the hint subscriber.
  */
 export class RedisBroker implements Broker {
@@ -69,6 +80,7 @@ export class RedisBroker implements Broker {
     hints: string;
     settings: string;
     seen: string;
+    handover: string;
   };
   /** No lease is taken before this: a lease granted by the Redis we lost may still be running. */
   private holdUntil = 0;
@@ -92,6 +104,12 @@ export class RedisBroker implements Broker {
   private publishing: Promise<void> = Promise.resolve();
   private lastStateAt = 0;
   private needState = true;
+  /**
+   * Leader: `<epoch>:<seq>` of the last batch Redis accepted, and whether one of this term's
+   * writes failed. Every position a leader hands out is in Redis only when both say so.
+   */
+  private published = "";
+  private termBroken = false;
   private unsubscribe: (() => void) | undefined;
   private lastError: string | undefined;
 
@@ -104,6 +122,7 @@ export class RedisBroker implements Broker {
       hints: `${p}:hints`,
       settings: `${p}:settings`,
       seen: `${p}:seen`,
+      handover: `${p}:handover`,
     };
   }
 
@@ -187,6 +206,14 @@ export class RedisBroker implements Broker {
     this.following = false;
     if (this.leading) {
       await this.publishing;
+      // Every change we numbered is in Redis: the next leader may continue our epoch, and
+      // positions our clients hold stay resumable on every replica.
+      const here = this.position();
+      if (!this.termBroken && this.published === here) {
+        await this.cmd
+          .eval(FENCED_SET, 2, this.keys.leader, this.keys.handover, this.id, here)
+          .catch((err: Error) => this.noteError(err));
+      }
       // Hand over now rather than after the TTL.
       await this.cmd.eval(RELEASE, 1, this.keys.leader, this.id).catch(() => undefined);
       this.leading = false;
@@ -287,7 +314,21 @@ export class RedisBroker implements Broker {
     this.following = false;
     // Take over from exactly where the previous leader stopped.
     await this.catchUp();
-    await this.numberPastSeen();
+    const handover = await this.takeHandover();
+    const renumbered = await this.numberPastSeen();
+    if (!renumbered && handover !== this.position()) {
+      // The previous leader did not hand over (it crashed, was cut off, or lost its lease): it
+      // may have numbered changes after what Redis holds and given them to its clients, the
+      // same numbers we would give other changes. A new epoch keeps those positions from ever
+      // resuming here; their holders get a snapshot.
+      this.snapshot.startEpoch();
+      this.opts.log.info(
+        { event: "leader_new_epoch", seq: this.snapshot.lastSeq, handover: handover ?? null },
+        "no clean handover from the previous leader: its positions cannot be trusted, a new epoch",
+      );
+    }
+    this.published = this.position();
+    this.termBroken = false;
     this.leading = true;
     this.needState = true;
     this.writeState();
@@ -298,15 +339,30 @@ export class RedisBroker implements Broker {
     this.onLeadership(true);
   }
 
+  /** The handover the last leader left (undefined when there is none or Redis did not answer). */
+  private async takeHandover(): Promise<string | undefined> {
+    try {
+      return ((await this.cmd.eval(TAKE, 1, this.keys.handover)) as string | null) ?? undefined;
+    } catch (err) {
+      this.noteError(err as Error);
+      return undefined;
+    }
+  }
+
+  private position(): string {
+    return `${this.snapshot.epoch}:${this.snapshot.lastSeq}`;
+  }
+
   /**
    * A replica saw a higher seq than this Redis holds: the old leader's last batches were lost
    * in a failover. Numbering on from here would give other changes the numbers those replicas
    * (and their API v2 clients) already have, so jump past them: followers reload, clients resync.
+   * True when it did (and started a new epoch).
    */
-  private async numberPastSeen(): Promise<void> {
+  private async numberPastSeen(): Promise<boolean> {
     try {
       const seen = Number((await this.cmd.get(this.keys.seen)) ?? 0);
-      if (!(seen > this.snapshot.lastSeq)) return;
+      if (!(seen > this.snapshot.lastSeq)) return false;
       this.opts.log.warn(
         { event: "leader_renumbered", seq: this.snapshot.lastSeq, seen },
         "replicas saw changes this Redis lost (a failover): a new epoch, numbered past them",
@@ -317,8 +373,10 @@ export class RedisBroker implements Broker {
       // Clients hold positions of the lost batches that our numbers will now differ from.
       this.snapshot.startEpoch();
       this.lastId = `${seen + 1}-0`;
+      return true;
     } catch (err) {
       this.noteError(err as Error);
+      return false;
     }
   }
 
@@ -356,7 +414,12 @@ export class RedisBroker implements Broker {
     // Ids grow with seq; a batch without changes (directory only) gets the next one of the same seq.
     const [lastMs, lastPart] = this.lastId.split("-").map(BigInt) as [bigint, bigint];
     const id = BigInt(seq) > lastMs ? `${seq}-0` : `${lastMs}-${lastPart + 1n}`;
-    const entry: Entry = { dir, changes: changes.map((c) => [c.seq, c.userId, c.email, c.status, c.at]) };
+    const epoch = this.snapshot.epoch;
+    const entry: Entry = {
+      dir,
+      e: epoch,
+      changes: changes.map((c) => [c.seq, c.userId, c.email, c.status, c.at]),
+    };
     const stale = Date.now() - this.lastStateAt > (this.opts.stateEveryMs ?? 10_000);
     // A directory entry needs the state written first: followers load it when they read the entry.
     const state = dir || stale || this.needState ? this.snapshot.exportState() : undefined;
@@ -375,7 +438,9 @@ export class RedisBroker implements Broker {
           id,
           JSON.stringify(entry),
         );
+        this.published = `${epoch}:${seq}`;
       } catch (err) {
+        this.termBroken = true; // positions our clients got may be missing from Redis
         this.needState = true; // followers will see a gap and reload: make sure the state is current
         const msg = (err as Error).message;
         if (msg.includes("NOTLEADER")) this.stepDown("another replica holds the lease");
@@ -447,6 +512,9 @@ export class RedisBroker implements Broker {
     if (compareIds(id, this.lastId) <= 0) return true; // included in the state we loaded
     const entry = JSON.parse(fields[1] ?? "{}") as Entry;
     if (entry.dir) return false; // the leader rewrote the state just before this entry: load it
+    // Another history (a new leader's epoch): our numbers may not be its numbers. The leader wrote
+    // its state (with the epoch) before its first entry: load it.
+    if (entry.e !== undefined && entry.e !== this.snapshot.epoch) return false;
     const changes: Change[] = entry.changes
       .map(([seq, userId, email, status, at]) => ({ seq, userId, email, status, at }))
       .filter((c) => c.seq > this.snapshot.lastSeq);
@@ -461,6 +529,12 @@ export class RedisBroker implements Broker {
       const raw = await this.cmd.get(this.keys.state);
       if (!raw) return false;
       const state = JSON.parse(raw) as StoredState;
+      if (await this.continues(state)) {
+        // Our history already holds the state's: read on from our own position, without a
+        // difference (replacing ours with an older state would revert statuses, then replay them).
+        const after = await this.cmd.xrange(this.keys.changes, `(${this.lastId}`, "+");
+        if (after.every(([id, fields]) => this.applyEntry(id, fields))) return true;
+      }
       const changes = this.snapshot.replaceState(state);
       this.lastId = state.id;
       this.opts.log.info(
@@ -472,6 +546,19 @@ export class RedisBroker implements Broker {
       // A directory entry newer than the state we read: the leader has rewritten it since.
     }
     return false;
+  }
+
+  /**
+   * True when this replica's snapshot already includes `state`: the same epoch (where a position
+   * names one change on every replica), at or past its seq, and our last entry is in the stream
+   * (an entry a deposed leader numbered but never wrote is not: then it must take the state).
+   */
+  private async continues(state: StoredState): Promise<boolean> {
+    if (!this.snapshot.ready || state.epoch === undefined || state.epoch !== this.snapshot.epoch)
+      return false;
+    if (state.seq > this.snapshot.lastSeq || compareIds(this.lastId, state.id) < 0) return false;
+    if (this.lastId === state.id) return true;
+    return (await this.cmd.xrange(this.keys.changes, this.lastId, this.lastId)).length === 1;
   }
 
   private async catchUp(): Promise<void> {

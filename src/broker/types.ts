@@ -26,6 +26,9 @@ export interface SharedPluginSettings {
  *   status. Batches are not stored for replicas that are down; they resync when they return.
  * - Takeover: a new leader first catches up with everything the old one published, then polls
  *   from that state, so providers see only real changes, not a burst of the whole company.
+ * - Positions: an API v2 position (epoch, seq) names one change on every replica. A new leader
+ *   keeps the epoch only after a clean handover (the old one stopped with every change it
+ *   numbered published); a replica's resync difference is sent in a fork epoch of its own.
  */
 export interface Broker {
   readonly kind: "memory" | "redis";

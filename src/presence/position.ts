@@ -5,8 +5,10 @@ import type { ChangeLog } from "./change-log.js";
 /**
  * A stream position: a sequence number within an epoch. An epoch is one history of numbering;
  * a new one starts whenever the numbering cannot continue the old one (a fresh process with the
- * memory broker, a Redis leader that had to number past lost batches), so a number from another
- * history is never mistaken for one of ours.
+ * memory broker; a Redis leader that took over without a clean handover, or had to number past
+ * lost batches), so a number from another history is never mistaken for one of ours. A replica's
+ * own resync difference gets a fork, an epoch of its own (PresenceSnapshot.replaceState): every
+ * (epoch, seq) names one change on every replica, which is what makes a resume anywhere exact.
  */
 export interface Position {
   /** undefined: a bare number from a client that predates epochs (never resumed, see decideResume). */

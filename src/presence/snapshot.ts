@@ -346,8 +346,13 @@ export class PresenceSnapshot {
 
   /**
    * Replaces everything with another replica's state. Providers get the difference (offline for
-   * addresses that left, the status of every address that changed or arrived), numbered so that
-   * the last one carries the state's sequence number.
+   * addresses that left, the status of every address that changed or arrived).
+   *
+   * The difference is this replica's own invention, not changes the leader numbered: it is
+   * emitted in a fork, a fresh epoch of its own numbered 1..n, so that no (epoch, seq) it hands
+   * out names a change other than the one the leader gave that position. During the emit
+   * `epoch` is the fork's (listeners label the batch with it); right after, the snapshot adopts
+   * the state's position, which names exactly the state the difference ends in.
    */
   replaceState(state: SnapshotState): Change[] {
     const wasReady = this.ready;
@@ -368,10 +373,7 @@ export class PresenceSnapshot {
     for (const [email, old] of before) {
       if (!after.has(email)) diff.push({ userId: old.id, email, status: "offline" });
     }
-    // Adopt the state's numbering exactly: the leader's next batch follows it. Our own seq may
-    // have been ahead (a deposed leader numbers changes it could not publish); `resync` tells
-    // listeners that numbering restarts here. The difference is numbered to end at state.seq.
-    let next = state.seq - diff.length + 1;
+    let next = 1;
     const changes: Change[] = diff.map((d) => ({
       seq: next++,
       userId: d.userId,
@@ -379,15 +381,23 @@ export class PresenceSnapshot {
       status: d.status,
       at,
     }));
+    // Adopt the state's numbering exactly: the leader's next batch follows it. Our own seq may
+    // have been ahead (a deposed leader numbers changes it could not publish).
     // The version must still grow though seq may drop: readers cache under it.
-    this.stateVersion += Math.max(0, this.seq - state.seq);
+    this.stateVersion += Math.max(0, this.seq - state.seq) + 1; // + 1: cached bodies carry the epoch
     this.seq = state.seq;
     // A state without an epoch (written by an older leader) proves no continuity: a new one.
     const epoch = state.epoch ?? newEpoch();
-    if (epoch !== this.epochId) this.stateVersion++; // cached bodies carry the epoch
-    this.epochId = epoch;
-    if (!wasReady) return [];
-    this.emit(changes, { directoryChanged: true, resync: true });
+    if (!wasReady || changes.length === 0) {
+      this.epochId = epoch;
+      return wasReady ? changes : [];
+    }
+    this.epochId = newEpoch(); // the fork
+    try {
+      this.emit(changes, { directoryChanged: true, resync: true });
+    } finally {
+      this.epochId = epoch;
+    }
     return changes;
   }
 

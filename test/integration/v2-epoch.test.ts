@@ -145,9 +145,10 @@ describe("stream positions across a Redis leader change", { skip: noSharedRedis 
       await waitUntil(() => isLeader(a), 10_000, "the first replica to lead");
       const b = await start();
 
-      // 1. The leader goes; the follower continues its numbering: same epoch, exact resume.
+      // 1. The leader stops cleanly, handing over; the follower continues its numbering: same
+      // epoch, exact resume.
       const before = await flipAndSee(sim, b, 4, 0);
-      a.child.kill("SIGKILL");
+      assert.equal(await a.stop(), 0);
       await waitUntil(() => isLeader(b), TTL_MS * 4, "the follower to take over");
       const after = await flipAndSee(sim, b, 4, 10);
       assert.equal(after.epoch, before.epoch, "the numbering continued");
@@ -157,22 +158,37 @@ describe("stream positions across a Redis leader change", { skip: noSharedRedis 
       assert.equal(resumed.conn.changes().length, resumed.ready.seq - before.seq);
       assert.ok(resumed.conn.changes().length >= 4);
 
-      // 2. A new follower; then a leader change that cannot continue the numbering: replicas saw
-      // batches the Redis lost (as after a failover), recorded in <prefix>:seen.
+      // 2. A new follower; then a leader that dies without handing over (SIGKILL): it may have
+      // given its clients positions Redis never got, so the next leader starts a new epoch.
       const c = await start();
       const held = await flipAndSee(sim, c, 4, 20);
       assert.equal(held.epoch, before.epoch, "a new replica numbers in its leader's history");
-      await redis.set(`${prefix}:seen`, String(held.seq + 1000));
       b.child.kill("SIGKILL");
       await waitUntil(() => isLeader(c), TTL_MS * 4, "the new follower to take over");
-      await c.waitFor((l) => l.event === "leader_renumbered");
-      const renumbered = await flipAndSee(sim, c, 4, 30);
-      assert.notEqual(renumbered.epoch, held.epoch, "a new epoch");
-      assert.ok(renumbered.seq > held.seq + 1000);
+      await c.waitFor((l) => l.event === "leader_new_epoch");
+      const killed = await flipAndSee(sim, c, 4, 30);
+      assert.notEqual(killed.epoch, held.epoch, "a new epoch");
       const snap = await resumeAt(c, `${held.epoch}:${held.seq}`);
       assert.equal(snap.ready.resumed, false);
-      assert.equal(snap.ready.epoch, renumbered.epoch);
+      assert.equal(snap.ready.epoch, killed.epoch);
       assert.equal(snap.conn.messages[0]?.type, "snapshot");
+
+      // 3. A leader change that cannot continue the numbering even after a clean handover:
+      // replicas saw batches the Redis lost (as after a failover), recorded in <prefix>:seen.
+      const d = await start();
+      const held2 = await flipAndSee(sim, d, 4, 40);
+      assert.equal(held2.epoch, killed.epoch);
+      await redis.set(`${prefix}:seen`, String(held2.seq + 1000));
+      assert.equal(await c.stop(), 0);
+      await waitUntil(() => isLeader(d), TTL_MS * 4, "the newest replica to take over");
+      await d.waitFor((l) => l.event === "leader_renumbered");
+      const renumbered = await flipAndSee(sim, d, 4, 50);
+      assert.notEqual(renumbered.epoch, held2.epoch, "a new epoch");
+      assert.ok(renumbered.seq > held2.seq + 1000);
+      const snap2 = await resumeAt(d, `${held2.epoch}:${held2.seq}`);
+      assert.equal(snap2.ready.resumed, false);
+      assert.equal(snap2.ready.epoch, renumbered.epoch);
+      assert.equal(snap2.conn.messages[0]?.type, "snapshot");
     } finally {
       redis.disconnect();
       for (const gw of gws) await gw.stop();

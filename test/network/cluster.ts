@@ -1,5 +1,7 @@
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import type { TestContext } from "node:test";
 import { Redis } from "ioredis";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
 import { GatewayProcess, type LogLine } from "../helpers/gateway-process.js";
@@ -16,6 +18,8 @@ import {
   type GatewayHost,
   type Net,
 } from "./topology.js";
+import { viewDiff } from "../helpers/v2-positions.js";
+import { V2Watcher, tally, type V2Tally } from "./v2-watch.js";
 
 /** Why a network test cannot run in this process, or undefined inside `npm run test:network`. */
 export const notInside = process.env.OPNF_INSIDE
@@ -29,6 +33,8 @@ export interface Replica {
   host: GatewayHost;
   gw: GatewayProcess;
   provider: FakeProvider;
+  /** An API v2 client of this replica (it resumes with since after any disconnect). */
+  v2: V2Watcher;
 }
 
 /**
@@ -37,6 +43,8 @@ export interface Replica {
  */
 export class NetCluster {
   readonly replicas: Replica[] = [];
+  /** An API v2 client that scenarios move between replicas across a fault (resuming with since). */
+  roamer: V2Watcher | undefined;
   private redisChild: ChildProcess | undefined;
   private cut: [string, Net][] = [];
 
@@ -81,13 +89,21 @@ export class NetCluster {
           [],
           { netns: ns(host), urlHost: hostAddress(host, "c") },
         );
-        c.replicas.push({ host, gw, provider: new FakeProvider(gw.url, SECRET) });
+        c.replicas.push({
+          host,
+          gw,
+          provider: new FakeProvider(gw.url, SECRET),
+          v2: new V2Watcher(gw.url, SECRET, `v2@${host}`),
+        });
       }
       for (const r of c.replicas) {
         await waitUntil(() => c.ready(r), 20_000, `${r.host} ready`);
         await r.provider.loadStatus();
         await r.provider.connect();
+        await r.v2.start();
       }
+      c.roamer = new V2Watcher(c.replicas[0]!.gw.url, SECRET, "v2 roamer");
+      await c.roamer.start();
       return c;
     } catch (err) {
       await c.stop();
@@ -155,6 +171,47 @@ export class NetCluster {
     }
   }
 
+  get watchers(): V2Watcher[] {
+    return [...this.replicas.map((r) => r.v2), ...(this.roamer ? [this.roamer] : [])];
+  }
+
+  /** Moves the roaming API v2 client to `r`: it reconnects there with since=<its position>. */
+  async roam(r: Replica): Promise<void> {
+    await this.roamer!.moveTo(r.gw.url);
+  }
+
+  /**
+   * Waits until every API v2 client holds every user's current status, then asserts per change:
+   * no (epoch, seq) names two different changes across replicas, and each client's seqs within
+   * an epoch strictly increase with no gap unless a snapshot or another epoch (a resync) came
+   * between. Reports the tally as a diagnostic and returns it.
+   */
+  async assertV2(t: TestContext, what: string, timeoutMs = 30_000): Promise<V2Tally> {
+    const diff = () => {
+      const want = expectedStatuses(this.sim);
+      return this.watchers.flatMap((w) => viewDiff(w.view(), want).map((d) => `${w.name}: ${d}`));
+    };
+    await waitUntil(
+      () => this.watchers.every((w) => w.live) && diff().length === 0,
+      timeoutMs,
+      `${what}: every API v2 client converged`,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; still different: ${JSON.stringify(diff().slice(0, 5))}`);
+    });
+    const result = tally(this.watchers, expectedStatuses(this.sim));
+    t.diagnostic(
+      `API v2 (${what}): ${this.watchers.length} clients, ${result.messages} changes messages, ` +
+        `${result.changes} changes delivered, ${result.lost} lost, ${result.duplicated} duplicated, ` +
+        `${result.resumes} resumes (${result.exact} exact, the rest a snapshot), ` +
+        `${result.conflicts.length} positions naming two changes, ` +
+        `${result.violations.length} order violations`,
+    );
+    assert.deepEqual(result.conflicts, [], "no (epoch, seq) names two different changes");
+    assert.deepEqual(result.violations, [], "seqs in order, no gap without a resync");
+    assert.equal(result.lost, 0);
+    return result;
+  }
+
   /** Every change batch in the stream, flattened to its changes' sequence numbers. */
   async streamSeqs(prefix = "outlook-presence"): Promise<number[]> {
     const redis = new Redis(REDIS_PORT, hostAddress("redis", "r"), { maxRetriesPerRequest: 1 });
@@ -175,6 +232,7 @@ export class NetCluster {
       // the runner removes the namespaces anyway
     }
     for (const r of this.replicas) r.provider.ws?.terminate();
+    for (const w of this.watchers) await w.stop().catch(() => undefined);
     for (const r of this.replicas) await r.gw.stop(3000);
     const child = this.redisChild;
     if (child && child.exitCode === null && child.signalCode === null) {

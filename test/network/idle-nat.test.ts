@@ -162,6 +162,7 @@ describe("a NAT that forgets idle connections between desktops and the gateway",
         `${Math.min(...ds.map((d) => d.arrivals[0]!.length - 1))}+ messages each; ` +
         `changes converged in ${lags.join(", ")} ms`,
     );
+    await c.assertV2(t, "through the keepalive run");
   });
 
   test("negative control: with a keepalive longer than the NAT's limit the socket goes silent; the desktop reconnects and converges", async (t) => {
@@ -207,5 +208,6 @@ describe("a NAT that forgets idle connections between desktops and the gateway",
         `it held every status ${convergedAt - reconnectedAt} ms after reconnecting; the desktop without the NAT kept its socket ` +
         `(longest silence ${direct.longestSilence()} ms)`,
     );
+    await c.assertV2(t, "after the negative control");
   });
 });

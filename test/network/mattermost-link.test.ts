@@ -78,6 +78,7 @@ describe("faults on the link between the gateway and Mattermost (Toxiproxy)", { 
     } finally {
       await proxy.remove("mattermost", "slow");
     }
+    await c.assertV2(t, "2 s latency");
   });
 
   test("a stalled connection that never answers: polls time out and back off, metrics say so, then it recovers", async (t) => {
@@ -108,6 +109,7 @@ describe("faults on the link between the gateway and Mattermost (Toxiproxy)", { 
       15_000,
       "failures back to 0",
     );
+    await c.assertV2(t, "after the stall");
   });
 
   test("answers cut mid-response: the cycle fails and is retried, then everything converges", async (t) => {
@@ -133,6 +135,7 @@ describe("faults on the link between the gateway and Mattermost (Toxiproxy)", { 
     }
     await c.converged(c.replicas, 30_000, "after the cuts");
     t.diagnostic(`measured: providers converged ${Date.now() - healAt} ms after answers were whole again`);
+    await c.assertV2(t, "after the cuts");
   });
 
   /** Requests to Mattermost whose answer took more than 1 s, on the leader. */

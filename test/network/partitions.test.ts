@@ -42,6 +42,7 @@ async function leaderCutFromRedis(t: TestContext, holdMs: number, rounds: number
   const rest = others(c, leader);
   c.flip(10, 0);
   await c.converged(c.replicas, 15_000, "before the partition");
+  await c.roam(leader);
 
   const cutAt = Date.now();
   c.cutLink(leader.host, "r");
@@ -56,6 +57,9 @@ async function leaderCutFromRedis(t: TestContext, holdMs: number, rounds: number
   );
   await c.converged(rest, 20_000, "during the partition");
   const convergedAt = Date.now();
+  // A client of the cut-off leader, holding positions it numbered and never published, resumes
+  // on the new leader with since=.
+  await c.roam(took.r);
   await waitUntil(async () => !(await c.ready(leader)), 4 * TTL_MS, "the cut-off replica reports not ready");
   const notReadyAt = Date.now();
   for (let i = 1; i < rounds; i++) {
@@ -77,6 +81,7 @@ async function leaderCutFromRedis(t: TestContext, holdMs: number, rounds: number
   assert.deepEqual(overlappingLeaders(c.replicas), []);
   await assertNumberedOnce(c);
   for (const r of c.replicas) assert.deepEqual(r.provider.violations, []);
+  await c.assertV2(t, "after the heal");
   t.diagnostic(
     `measured: leader stepped down ${time(lost) - cutAt} ms after the cut; ${took.r.host} took over after ` +
       `${time(took.l) - cutAt} ms; the others' providers converged ${convergedAt - cutAt} ms after the cut; ` +
@@ -99,6 +104,7 @@ describe("network partitions between replicas and Redis", { skip: notInside }, (
     const rest = others(c, follower);
     c.flip(10, 0);
     await c.converged(c.replicas, 15_000, "before the partition");
+    await c.roam(follower);
 
     const cutAt = Date.now();
     c.cutLink(follower.host, "r");
@@ -113,6 +119,8 @@ describe("network partitions between replicas and Redis", { skip: notInside }, (
     const res = await fetch(`${follower.gw.url}/readyz`);
     assert.match(JSON.stringify(await res.json()), /Redis has not answered/);
     assert.equal(follower.provider.ws?.readyState, OPEN, "the follower kept its provider's socket");
+    // A client of the stale follower moves to the leader (as a load balancer would send it).
+    await c.roam(leader);
 
     const healAt = Date.now();
     c.healAll();
@@ -124,6 +132,7 @@ describe("network partitions between replicas and Redis", { skip: notInside }, (
     await c.converged(c.replicas, 15_000, "every replica after a later change");
     assert.deepEqual(c.leaders(), [leader], "the leader never changed");
     await assertNumberedOnce(c);
+    await c.assertV2(t, "after the heal");
     t.diagnostic(
       `measured: follower not ready ${notReadyAt - cutAt} ms after the cut; caught up ${caughtUpAt - healAt} ms ` +
         `and ready ${readyAt - healAt} ms after the heal`,

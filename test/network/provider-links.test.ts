@@ -69,6 +69,7 @@ describe("faults on the links between desktops and the gateway", { skip }, () =>
     } finally {
       p.ws?.terminate();
     }
+    await c.assertV2(t, "with a slow desktop");
   });
 
   test("desktops that vanish without a FIN are dropped by the ping, and come back to current statuses", async (t) => {
@@ -101,11 +102,14 @@ describe("faults on the links between desktops and the gateway", { skip }, () =>
       );
       await p.connect();
     }
+    // The API v2 clients' sockets died the same way: they resume with since=, as the client does.
+    for (const w of c.watchers) await w.reconnect();
     c.flip(10, offset);
     offset += 10;
     await c.converged(c.replicas, 20_000, "after the desktops came back");
     t.diagnostic(
       `measured: every replica dropped its vanished desktop within ${worst} ms (ping interval ${PING_MS} ms)`,
     );
+    await c.assertV2(t, "after the desktops came back");
   });
 });

@@ -58,12 +58,12 @@ test("applyReplicated refuses a batch after a gap, so the caller reloads", () =>
   assert.deepEqual(view(follower), view(leaderWith(3)), "nothing applied");
 });
 
-test("replaceState after a gap emits the difference, ending at the leader's seq", () => {
+test("replaceState after a gap emits the difference in a fork of its own, then adopts the leader's position", () => {
   const leader = leaderWith(4);
   const follower = new PresenceSnapshot();
   follower.replaceState(leader.exportState());
-  const seen: { changes: Change[]; meta: ChangeMeta }[] = [];
-  follower.onChanges((changes, meta) => seen.push({ changes: [...changes], meta }));
+  const seen: { changes: Change[]; meta: ChangeMeta; epoch: string }[] = [];
+  follower.onChanges((changes, meta) => seen.push({ changes: [...changes], meta, epoch: follower.epoch }));
   leader.applyStatuses(new Map([[id(0), "dnd"]]), true);
   leader.applyStatuses(new Map([[id(0), "away"]]), true);
   leader.applyDirectory([user(0), user(1), user(2)]); // user 3 leaves
@@ -75,8 +75,15 @@ test("replaceState after a gap emits the difference, ending at the leader's seq"
     seen[0]!.changes.map((c) => `${c.email}=${c.status}`),
     ["user0@example.com=away", "user3@example.com=offline"],
   );
-  assert.equal(seen[0]!.changes.at(-1)!.seq, leader.lastSeq);
+  // The leader gave its own changes the numbers up to its seq in its epoch: the difference must
+  // not reuse any of them, so it is numbered 1..n in an epoch no other replica has.
+  assert.notEqual(seen[0]!.epoch, leader.epoch);
+  assert.deepEqual(
+    seen[0]!.changes.map((c) => c.seq),
+    [1, 2],
+  );
   assert.equal(follower.lastSeq, leader.lastSeq);
+  assert.equal(follower.epoch, leader.epoch, "then the leader's position, which names the same state");
 });
 
 test("property: a follower that replays batches, reloading on directory changes and gaps, ends equal to the leader", () => {
