@@ -100,14 +100,16 @@ export function secretMatches(
   return false;
 }
 
+/** The token of an `Authorization: Bearer <token>` header; undefined for no header or another scheme. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  if (!authorization) return undefined;
+  return /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+}
+
 /**
  * The secret a request presents: `Authorization: Bearer S` or the first `secret` query value
  * (like Go's FormValue).
  */
 export function presentedSecret(authorization: string | undefined, query: URLSearchParams): string | null {
-  if (authorization) {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    if (m) return m[1]!;
-  }
-  return query.get("secret");
+  return bearerToken(authorization) ?? query.get("secret");
 }
