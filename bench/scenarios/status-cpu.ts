@@ -1,0 +1,106 @@
+import { availableParallelism } from "node:os";
+import { existsSync } from "node:fs";
+import { fmtInt, fmtMs, fmtRatio, ratio } from "../lib/stats.js";
+import {
+  SECRET,
+  STATUS_PATH,
+  gatewayEnv,
+  startGatewayProcess,
+  startHttpBaseline,
+  startSim,
+  type Server,
+} from "../lib/servers.js";
+import { WRK, pinTo, wrk, type WrkResult } from "../lib/wrk.js";
+import type { Context } from "./context.js";
+import { pagePaths } from "./status.js";
+
+const USERS = 10_000;
+const PAGE_SIZE = 100;
+const ROUNDS = 3;
+/** The servers run on this core, wrk on the other (when the machine has two and taskset is there). */
+const SERVER_CORE = 0;
+const WRK_CORE = 1;
+
+function fmt(r: WrkResult): string {
+  return (
+    `${fmtInt(r.rps)} req/s, p99 ${fmtMs(r.p99)}, CPU/req user ${r.userUsPerRequest.toFixed(1)} µs + ` +
+    `system ${r.systemUsPerRequest.toFixed(1)} µs = ${r.usPerRequest.toFixed(1)} µs, ` +
+    `${fmtInt(r.requestsPerCpuS)} req per CPU-s`
+  );
+}
+
+/** The median round by requests per CPU-second (the machine is shared: one round can be unlucky). */
+function median(rounds: WrkResult[]): WrkResult {
+  const sorted = [...rounds].sort((a, b) => a.requestsPerCpuS - b.requestsPerCpuS);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/**
+ * The per-request CPU cost of compat `/status` (issue 17, item 3): the gateway process against the
+ * constant-buffer node:http ceiling (page 0's bytes and headers), both loaded by wrk, in the same
+ * run, ROUNDS rounds interleaved, the median round of each kept. The figure is requests per
+ * CPU-second of the server process (user + system from /proc/<pid>/stat), which does not depend
+ * on how much of the shared machine the server got. The gateway polls only every 10 minutes here,
+ * so the window holds the request path alone. With BENCH_BASE_CLI=<another build's
+ * dist/src/cli/main.js> a second gateway runs in the same rounds (before/after a change).
+ */
+export async function statusCpuScenario(ctx: Context): Promise<string> {
+  if (!existsSync(WRK)) throw new Error(`${WRK} is missing: apt-get install wrk`);
+  const sim = await ctx.use(startSim(USERS));
+  const quiet = { PRESENCE_POLL_INTERVAL_MS: "600000", PRESENCE_DIRECTORY_REFRESH_MS: "600000" };
+  const servers: { name: string; server: Server }[] = [
+    { name: "gateway", server: await ctx.use(startGatewayProcess(gatewayEnv(sim.url, quiet))) },
+  ];
+  const baseCli = process.env.BENCH_BASE_CLI;
+  if (baseCli) {
+    servers.push({
+      name: "base",
+      server: await ctx.use(startGatewayProcess(gatewayEnv(sim.url, quiet), 120_000, baseCli)),
+    });
+  }
+  const gw = servers[0]!.server;
+  const first = await fetch(`${gw.url}${STATUS_PATH}?secret=${SECRET}&page=0`);
+  const body = Buffer.from(await first.arrayBuffer());
+  const headers: Record<string, string> = {};
+  for (const k of ["content-type", "etag", "cache-control", "vary"]) headers[k] = first.headers.get(k) ?? "";
+  const ceiling = await ctx.use(startHttpBaseline("ceiling", { body, headers }));
+  servers.push({ name: "ceiling", server: ceiling });
+  const paths = pagePaths(USERS / PAGE_SIZE);
+
+  const pinned =
+    availableParallelism() >= 2 && servers.every((s) => pinTo(s.server.pid, SERVER_CORE))
+      ? WRK_CORE
+      : undefined;
+  ctx.log(
+    pinned === undefined
+      ? "not pinned (taskset missing or one core)"
+      : `servers on core ${SERVER_CORE}, wrk on core ${WRK_CORE}`,
+  );
+  const run = (s: Server, durationS: number) =>
+    wrk({ url: s.url, serverPid: s.pid, connections: ctx.connections, durationS, paths, core: pinned });
+
+  for (const s of servers) await run(s.server, 2); // warm-up: JIT, pages built
+  const rounds: Record<string, WrkResult[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of servers) {
+      const r = await run(s.server, ctx.durationS);
+      if (r.non2xx > 0 || r.errors > 0)
+        throw new Error(`${s.name}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
+      ctx.log(`${s.name} round ${round}: ${fmt(r)}`);
+      (rounds[s.name] ??= []).push(r);
+    }
+  }
+  const med = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, median(v)]));
+  const g = med.gateway!;
+  const c = med.ceiling!;
+  ctx.detail("status-cpu", { rounds, pinned: pinned !== undefined, pageBytes: body.length, users: USERS });
+  const base = med.base
+    ? `; base build ${fmt(med.base)} = ${fmtRatio(ratio(med.base.requestsPerCpuS, c.requestsPerCpuS))} ceiling`
+    : "";
+  return (
+    `status-cpu: gateway ${fmt(g)} = ${fmtRatio(ratio(g.requestsPerCpuS, c.requestsPerCpuS))} the ceiling's ` +
+    `requests per CPU-second (ceiling ${fmt(c)})${base} | wrk -t1 -c${ctx.connections}, ${USERS / PAGE_SIZE} pages ` +
+    `of ~${body.length} B cycled, median of ${ROUNDS}×${ctx.durationS} s interleaved, ` +
+    (pinned === undefined ? "not pinned" : `servers pinned to core ${SERVER_CORE}, wrk to core ${WRK_CORE}`)
+  );
+}
