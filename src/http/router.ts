@@ -134,8 +134,11 @@ function parseUrl(req: IncomingMessage): RequestUrl | undefined {
  * ending in "/" asks for `//plugins/...`, and nginx passes that on as sent) and trailing ones
  * dropped.
  */
-const normalize = (path: string): string =>
-  (path.includes("//") ? path.replace(/\/{2,}/g, "/") : path).replace(/\/+$/, "") || "/";
+function normalize(path: string): string {
+  const p = path.includes("//") ? path.replace(/\/{2,}/g, "/") : path;
+  if (p.charCodeAt(p.length - 1) !== 47 /* / */) return p; // the usual case: no copy, no regex
+  return p.replace(/\/+$/, "") || "/";
+}
 
 /** One debug line per answered request; the query's secret is redacted, headers are not logged. */
 function logRequest(
