@@ -10,6 +10,7 @@ import { stopAll } from "./lib/procs.js";
 import type { Context } from "./scenarios/context.js";
 import { fanoutScenario, memoryScenario } from "./scenarios/fanout.js";
 import { burstScenario, notModifiedScenario, statusScenario } from "./scenarios/status.js";
+import { statusCpuScenario } from "./scenarios/status-cpu.js";
 import { upstreamScenario } from "./scenarios/upstream.js";
 import { hintsScenario } from "./scenarios/hints.js";
 import { replicasScenario } from "./scenarios/replicas.js";
@@ -19,6 +20,7 @@ import { pingScenario } from "./scenarios/ping.js";
 type Scenario = (ctx: Context & ResyncOptions) => Promise<string>;
 const SCENARIOS: Record<string, Scenario> = {
   status: statusScenario,
+  "status-cpu": statusCpuScenario,
   "304": notModifiedScenario,
   burst: burstScenario,
   fanout: fanoutScenario,
@@ -36,7 +38,7 @@ Scenarios: ${Object.keys(SCENARIOS).join(", ")} (default: all, in this order)
 
 Options:
   --duration <s>         seconds per /status load run (default 10)
-  --connections <n>      autocannon connections for status/304 (default 100)
+  --connections <n>      connections for status/304/status-cpu (default 100)
   --sockets <n,n>        WebSocket counts for fanout and memory; ping uses the first (default 10000,19000)
   --burst <n>            changes in the fan-out burst (default 1000)
   --providers <n>        providers in the Monday-morning burst (default 5000)

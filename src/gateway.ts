@@ -142,7 +142,6 @@ export class Gateway {
       pollIntervalMs: () => this.config.pollIntervalMs,
       leader: () => this.broker.isLeader,
       clientAddress,
-      authFailures,
       providers: () => providerSockets(this.hub, this.v2),
       providerCount: () => this.hub.size + this.v2.stream.authenticated,
     });
@@ -188,7 +187,6 @@ export class Gateway {
           replayWindowMs: config.replayWindowMs,
           maxConnections: config.maxConnections,
           otherSockets: () => this.v2.stream.authenticated,
-          authFailures,
           clientAddress,
           telemetry,
         }),
@@ -196,11 +194,11 @@ export class Gateway {
           notReady: () => this.notReady(),
           details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
         }),
-        metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken, authFailures }),
+        metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
         this.admin,
         this.v2,
       ],
-      { clientAddress },
+      { clientAddress, authFailures },
     );
     this.snapshot.onChanges((changes) => {
       telemetry.statusChanges(changes.length);

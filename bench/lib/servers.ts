@@ -45,8 +45,10 @@ export function gatewayEnv(simUrl: string, extra: Record<string, string> = {}): 
 export async function startGatewayProcess(
   env: Record<string, string>,
   readyTimeoutMs = 120_000,
+  /** Another build's dist/src/cli/main.js, for a before/after comparison in one run. */
+  cli = CLI,
 ): Promise<Server> {
-  const child = spawn(process.execPath, [CLI, "start"], {
+  const child = spawn(process.execPath, [cli, "start"], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -9,11 +9,11 @@ import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS, SIGNIN_HTML, SIGNIN_JS } from "./admin
 import { MinuteHistory } from "./admin-history.js";
 import { listProviders } from "./admin-providers.js";
 import type { ProviderSocket } from "./provider-sockets.js";
-import { constantTimeEquals } from "./auth.js";
+import { bearerToken, constantTimeEquals } from "./auth.js";
 import { errorBody, sendError } from "./errors.js";
 import { sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
-import { AUTH_RATE_LIMITED, type AuthFailures } from "./auth-limit.js";
+import type { Credential, Presented } from "./route-auth.js";
 
 export interface AdminDeps {
   snapshot: PresenceSnapshot;
@@ -30,8 +30,6 @@ export interface AdminDeps {
   /** How often the page gets a fresh summary (default 2000 ms). */
   summaryIntervalMs?: number;
   now?: () => number;
-  /** Wrong tokens, limited per address together with every other credential check. */
-  authFailures?: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
   /** Every open provider socket, both protocols (the page lists at most PROVIDERS_MAX). */
@@ -160,38 +158,39 @@ export function adminApi(deps: AdminDeps): AdminApi {
   };
   /**
    * What a request presents: "ok" (a right token or a live session), "wrong" (a Bearer token or
-   * a session cookie that is not: a guess, counted by the limiter) or "none" (nothing presented,
-   * as on a first visit: not a guess, so not counted, as on /metrics and API v2).
+   * a session cookie that is not: a guess, counted by the router's limiter) or "none" (nothing
+   * presented, as on a first visit: not a guess, so not counted, as on /metrics and API v2).
    */
-  const credentials = (req: IncomingMessage): "ok" | "wrong" | "none" => {
+  const credentials = (req: IncomingMessage): Presented => {
     const header = req.headers.authorization;
-    const bearer = header === undefined ? undefined : (/^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? "");
+    const bearer = header === undefined ? undefined : (bearerToken(header) ?? "");
     const cookie = cookieValue(req, COOKIE);
     if (matchesToken(bearer) || matchesSession(cookie)) return "ok";
     return bearer === undefined && cookie === undefined ? "none" : "wrong";
   };
   const remote = (req: IncomingMessage) => remoteLabel(req, deps.clientAddress ?? peerAddress);
-  /**
-   * Answers a wrong credential: counted with every other credential check of this address (on
-   * any route); 429 once it is over the burst, otherwise one warning line and `refuse()`.
-   */
-  const wrongCredential = (req: IncomingMessage, res: ServerResponse, refuse: () => void): void => {
-    const retryAfter = deps.authFailures?.fail(req);
-    if (retryAfter !== undefined) {
-      return sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, { "Retry-After": String(retryAfter) });
-    }
+  /** One warning per wrong credential under the limiter's burst (past it, one line per window). */
+  const onRefused = (req: IncomingMessage): void =>
     deps.log.warn({ event: "admin_refused", remote: remote(req) }, "admin page: wrong token or session");
-    refuse();
+  /** The data routes: a token or a session, else a JSON 403. */
+  const adminCredential: Credential = {
+    check: credentials,
+    refusal: { code: "invalid_secret", message: "admin token required" },
+    onRefused,
   };
-  /** True when the request may see admin data; otherwise it has been answered (403 or 429). */
-  const guard = (req: IncomingMessage, res: ServerResponse, refuse: () => void): boolean => {
-    const got = credentials(req);
-    if (got === "ok") return true;
-    if (got === "wrong") wrongCredential(req, res, refuse);
-    else refuse();
-    return false;
+  /**
+   * The page: the same, or `?token=` (a sign-in: when present it alone decides), else the
+   * sign-in page with a 403.
+   */
+  const pageCredential: Credential = {
+    check(req, url) {
+      const token = url.searchParams.get("token");
+      if (token === null) return credentials(req);
+      return matchesToken(token) ? "ok" : "wrong";
+    },
+    refusal: { code: "invalid_secret", message: "admin token required", send: (res) => denied(res) },
+    onRefused,
   };
-  const apiRefusal = (res: ServerResponse) => () => sendError(res, "invalid_secret", "admin token required");
 
   function summary(): AdminSummary {
     const h = deps.health();
@@ -244,10 +243,10 @@ export function adminApi(deps: AdminDeps): AdminApi {
     if (feeds.size > 0) broadcast(shown.join(""));
   });
 
+  /** Runs once pageCredential has passed: a right `?token=` signs in, anything else is the page. */
   function page(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
     const token = url.searchParams.get("token");
     if (token !== null) {
-      if (!matchesToken(token)) return wrongCredential(req, res, () => denied(res));
       deps.log.info({ event: "admin_login", remote: remote(req) }, "admin page opened with a token");
       const secure = req.headers["x-forwarded-proto"] === "https" ? "; Secure" : "";
       res.writeHead(303, {
@@ -259,7 +258,6 @@ export function adminApi(deps: AdminDeps): AdminApi {
       res.end();
       return;
     }
-    if (!guard(req, res, () => denied(res))) return;
     res.writeHead(200, {
       ...PAGE_HEADERS,
       "Content-Type": "text/html; charset=utf-8",
@@ -289,7 +287,6 @@ export function adminApi(deps: AdminDeps): AdminApi {
   };
 
   function events(req: IncomingMessage, res: ServerResponse): void {
-    if (!guard(req, res, apiRefusal(res))) return;
     if (feeds.size >= MAX_FEEDS) return sendError(res, "too_many_connections", "too many open admin pages");
     res.writeHead(200, {
       "Content-Type": "text/event-stream; charset=utf-8",
@@ -311,7 +308,6 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function user(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    if (!guard(req, res, apiRefusal(res))) return;
     const email = (url.searchParams.get("email") ?? "").trim().toLowerCase();
     if (!email) return sendError(res, "invalid_body", "give ?email=");
     const suggestions: string[] = [];
@@ -335,35 +331,38 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function providers(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    if (!guard(req, res, apiRefusal(res))) return;
     sendJson(res, 200, listProviders(deps.providers?.() ?? [], url.searchParams.get("address") ?? ""));
   }
 
   return {
     routes: [
-      { path: "/admin", methods: ["GET", "HEAD"], handle: page },
-      { path: "/admin/admin.css", methods: ["GET"], handle: asset(ADMIN_CSS, "text/css; charset=utf-8") },
+      { path: "/admin", methods: ["GET", "HEAD"], auth: pageCredential, handle: page },
+      {
+        path: "/admin/admin.css",
+        methods: ["GET"],
+        auth: "none",
+        handle: asset(ADMIN_CSS, "text/css; charset=utf-8"),
+      },
       {
         path: "/admin/admin.js",
         methods: ["GET"],
+        auth: "none",
         handle: asset(ADMIN_JS, "text/javascript; charset=utf-8"),
       },
-      { path: "/admin/events", methods: ["GET"], handle: events },
+      { path: "/admin/events", methods: ["GET"], auth: adminCredential, handle: events },
       {
         path: "/admin/api/summary",
         methods: ["GET"],
-        handle(req, res) {
-          if (!guard(req, res, apiRefusal(res))) return;
-          sendJson(res, 200, summary());
-        },
+        auth: adminCredential,
+        handle: (_req, res) => sendJson(res, 200, summary()),
       },
-      { path: "/admin/api/user", methods: ["GET"], handle: user },
-      { path: "/admin/api/providers", methods: ["GET"], handle: providers },
+      { path: "/admin/api/user", methods: ["GET"], auth: adminCredential, handle: user },
+      { path: "/admin/api/providers", methods: ["GET"], auth: adminCredential, handle: providers },
       {
         path: "/admin/api/history",
         methods: ["GET"],
-        handle(req, res) {
-          if (!guard(req, res, apiRefusal(res))) return;
+        auth: adminCredential,
+        handle(_req, res) {
           sampleProviders();
           sendJson(res, 200, history.series());
         },
@@ -371,6 +370,7 @@ export function adminApi(deps: AdminDeps): AdminApi {
       {
         path: "/admin/signin.js",
         methods: ["GET"],
+        auth: "none",
         handle: asset(SIGNIN_JS, "text/javascript; charset=utf-8"),
       },
     ],

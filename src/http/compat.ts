@@ -5,11 +5,11 @@ import { isMattermostId } from "../mattermost/client.js";
 import type { PresenceSnapshot } from "../presence/snapshot.js";
 import { PROVIDER_STATUSES } from "../presence/status.js";
 import type { Telemetry } from "../telemetry.js";
-import { presentedSecret, secretMatches } from "./auth.js";
 import { sendError, type ErrorCode } from "./errors.js";
 import { acceptsGzip, refuseUpgrade, sendJson, type HttpModule, type RequestUrl } from "./router.js";
 import { KeyedRateLimiter } from "./rate-limit.js";
-import { AUTH_RATE_LIMITED, addressKey, type AuthFailures } from "./auth-limit.js";
+import { addressKey } from "./auth-limit.js";
+import { compatSecret } from "./route-auth.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
 import { FRESH_READ_MS, RecentReaders } from "./recent-readers.js";
 import { StatusPages, isEndPage } from "./status-pages.js";
@@ -38,8 +38,6 @@ export interface CompatDeps {
   maxConnections: number;
   otherSockets?: () => number;
   telemetry: Telemetry;
-  /** Failed secret checks, limited per address (shared with every other credential check). */
-  authFailures: AuthFailures;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
 }
@@ -51,35 +49,18 @@ const publishBody = z.object({ user_id: z.string(), status: z.string() }).passth
 /**
  * The frozen compat API, exactly as the old plugin served it (README, "The API it serves"):
  * `/status` from pre-built pages, `/ws` authorized before the handshake, `/status/publish` as a
- * hint only. Nothing here calls Mattermost.
+ * hint only. Nothing here calls Mattermost. `/status` and `/ws` take the compat secret, checked by
+ * the router (a wrong one: 403, or 429 once the address has failed too often).
  */
 export function compatApi(deps: CompatDeps): HttpModule {
   const pages = new StatusPages(deps.snapshot, deps.pageSize());
   const clientAddress = deps.clientAddress ?? peerAddress;
   const readers = new RecentReaders(Math.min(FRESH_READ_MS, deps.replayWindowMs ?? FRESH_READ_MS));
   const hintLimiter = new KeyedRateLimiter(deps.hintsPerAddress, deps.hintsPerAddress * 2);
-  const authorized = (req: IncomingMessage, url: RequestUrl): boolean =>
-    secretMatches(deps.secrets(), presentedSecret(req.headers.authorization, url.searchParams));
+  const secret = compatSecret(deps.secrets);
   const notReady = (): string => deps.notReadyReason() ?? "first snapshot not loaded yet";
-  /** A failed secret check: 403, or 429 with Retry-After once the address has failed too often. */
-  const authFailed = (
-    req: IncomingMessage,
-  ): { code: ErrorCode; message: string; headers: Record<string, string> } => {
-    const retryAfter = deps.authFailures.fail(req);
-    if (retryAfter === undefined)
-      return { code: "invalid_secret", message: "missing or wrong secret", headers: {} };
-    return {
-      code: "auth_rate_limited",
-      message: AUTH_RATE_LIMITED,
-      headers: { "Retry-After": String(retryAfter) },
-    };
-  };
 
   function status(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    if (!authorized(req, url)) {
-      const failed = authFailed(req);
-      return sendError(res, failed.code, failed.message, failed.headers);
-    }
     const raw = url.searchParams.get("page");
     if (raw !== null && raw !== "" && !PAGE_RE.test(raw)) {
       return sendError(res, "invalid_page", "page must be a non-negative integer");
@@ -135,26 +116,25 @@ export function compatApi(deps: CompatDeps): HttpModule {
 
   return {
     routes: [
-      { path: `${COMPAT_BASE}/status`, methods: ["GET", "HEAD"], handle: status },
-      { path: `${COMPAT_BASE}/status/publish`, methods: ["POST"], handle: publish },
+      { path: `${COMPAT_BASE}/status`, methods: ["GET", "HEAD"], auth: secret, handle: status },
+      // A hint changes nothing by itself (only Mattermost's answer to the re-read is published).
+      { path: `${COMPAT_BASE}/status/publish`, methods: ["POST"], auth: "none", handle: publish },
       {
         path: `${COMPAT_BASE}/ws`,
         methods: ["GET"],
+        auth: "none",
         handle: (_req, res) => sendError(res, "not_websocket", "this path takes a WebSocket upgrade"),
       },
     ],
     upgrades: [
       {
         path: `${COMPAT_BASE}/ws`,
-        handle(req, socket, head, url) {
-          const refuse = (code: ErrorCode, message: string, headers?: Record<string, string>): void => {
+        auth: secret,
+        handle(req, socket, head) {
+          const refuse = (code: ErrorCode, message: string): void => {
             deps.telemetry.wsRefused(code);
-            refuseUpgrade(socket, code, message, headers);
+            refuseUpgrade(socket, code, message);
           };
-          if (!authorized(req, url)) {
-            const failed = authFailed(req);
-            return refuse(failed.code, failed.message, failed.headers);
-          }
           if (!deps.snapshot.ready) return refuse("not_ready", notReady());
           const open = deps.hub.size + (deps.otherSockets?.() ?? 0);
           if (open >= deps.maxConnections) {

@@ -37,11 +37,13 @@ export function healthApi(deps: HealthDeps): HttpModule {
       {
         path: "/healthz",
         methods: ["GET", "HEAD"],
+        auth: "none",
         handle: (_req, res) => sendJson(res, 200, { status: "ok" }),
       },
       {
         path: "/readyz",
         methods: ["GET", "HEAD"],
+        auth: "none",
         handle(_req, res) {
           const notReady = deps.notReady();
           if (notReady) {

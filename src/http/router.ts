@@ -10,18 +10,30 @@ import { redactUrl, type Logger } from "../log.js";
 import type { Telemetry } from "../telemetry.js";
 import { peerAddress, type ClientAddress } from "./client-address.js";
 import { ERRORS, errorBody, sendError, type ErrorCode } from "./errors.js";
+import type { AuthFailures } from "./auth-limit.js";
+import { discardBody } from "./body.js";
+import { checkAuth, type Refusal, type RouteAuth } from "./route-auth.js";
 
-/** A plain HTTP route: exact path, the methods it takes. */
+/**
+ * A plain HTTP route: exact path, the methods it takes, the credential it takes. The handler runs
+ * only once the router has checked that credential (http/route-auth.ts).
+ */
 export interface HttpRoute {
   path: string;
   methods: readonly string[];
+  auth: RouteAuth;
   handle(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void;
 }
 
-/** A WebSocket path: authorizes and completes (or refuses) the upgrade. */
+/**
+ * A WebSocket path: the credential it takes, checked by the router before `handle` completes (or
+ * refuses) the upgrade. `presented` is "none" only for a credential that lets a request without
+ * one through (`passesMissing`).
+ */
 export interface UpgradeRoute {
   path: string;
-  handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestUrl): void;
+  auth: RouteAuth;
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestUrl, presented: "ok" | "none"): void;
 }
 
 /** What a feature adds to the server; the gateway composes them (compat API, health, ...). */
@@ -66,6 +78,21 @@ export function acceptsGzip(header: string | undefined): boolean {
   return false;
 }
 
+/** Answers a request its route's credential refused (the route's own refusal, or the limiter's 429). */
+function refuseRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  refusal: Refusal,
+  retryAfter?: number,
+): void {
+  discardBody(req); // a refused body is never read, but what is drained is bounded (body.ts)
+  if (refusal.send) return refusal.send(res);
+  const headers: Record<string, string> = {};
+  if (retryAfter !== undefined) headers["Retry-After"] = String(retryAfter);
+  if (refusal.challenge !== undefined) headers["WWW-Authenticate"] = refusal.challenge;
+  sendError(res, refusal.code, refusal.message, headers);
+}
+
 /** What handlers read of a request's URL. */
 export interface RequestUrl {
   readonly pathname: string;
@@ -107,8 +134,11 @@ function parseUrl(req: IncomingMessage): RequestUrl | undefined {
  * ending in "/" asks for `//plugins/...`, and nginx passes that on as sent) and trailing ones
  * dropped.
  */
-const normalize = (path: string): string =>
-  (path.includes("//") ? path.replace(/\/{2,}/g, "/") : path).replace(/\/+$/, "") || "/";
+function normalize(path: string): string {
+  const p = path.includes("//") ? path.replace(/\/{2,}/g, "/") : path;
+  if (p.charCodeAt(p.length - 1) !== 47 /* / */) return p; // the usual case: no copy, no regex
+  return p.replace(/\/+$/, "") || "/";
+}
 
 /** One debug line per answered request; the query's secret is redacted, headers are not logged. */
 function logRequest(
@@ -145,6 +175,8 @@ export interface ServerOptions {
   headersTimeoutMs?: number;
   /** A whole request, body included, must arrive within this (default 60 s); smaller in tests. */
   requestTimeoutMs?: number;
+  /** Failed credential checks, limited per address across every route; unset: not limited. */
+  authFailures?: AuthFailures;
 }
 
 /**
@@ -187,7 +219,9 @@ export function createHttpServer(
         const allow = route.methods.join(", ");
         sendError(res, "method_not_allowed", `use ${allow}`, { Allow: allow });
       } else {
-        route.handle(req, res, url);
+        const verdict = checkAuth(route.auth, req, url, opts.authFailures);
+        if (verdict.pass) route.handle(req, res, url);
+        else refuseRequest(req, res, verdict.refusal, verdict.retryAfter);
       }
       // Most answers are written synchronously (pages are pre-built): count them now rather
       // than through a listener per request; the others when they finish.
@@ -209,7 +243,17 @@ export function createHttpServer(
     const route = url && upgrades.get(normalize(url.pathname));
     if (!url || !route) return refuseUpgrade(socket, "not_found", "no such path");
     try {
-      route.handle(req, socket, head, url);
+      const verdict = checkAuth(route.auth, req, url, opts.authFailures);
+      if (verdict.pass) return route.handle(req, socket, head, url, verdict.presented);
+      // No WWW-Authenticate here: no WebSocket client answers a challenge.
+      const { refusal, retryAfter } = verdict;
+      telemetry.wsRefused(refusal.code);
+      refuseUpgrade(
+        socket,
+        refusal.code,
+        refusal.message,
+        retryAfter === undefined ? {} : { "Retry-After": String(retryAfter) },
+      );
     } catch (err) {
       log.error(
         { event: "upgrade_error", url: redactUrl(req.url ?? ""), err: (err as Error).stack },

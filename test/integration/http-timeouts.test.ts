@@ -21,10 +21,11 @@ async function listen(): Promise<{ server: Server; port: number; wss: WebSocketS
     NO_TELEMETRY,
     [
       {
-        routes: [{ path: "/ok", methods: ["GET"], handle: (_req, res) => res.end("ok") }],
+        routes: [{ path: "/ok", methods: ["GET"], auth: "none", handle: (_req, res) => res.end("ok") }],
         upgrades: [
           {
             path: "/ws",
+            auth: "none",
             handle: (req, socket, head) => wss.handleUpgrade(req, socket, head, () => undefined),
           },
         ],

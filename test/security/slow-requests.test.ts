@@ -32,6 +32,7 @@ async function listen(): Promise<{ server: Server; port: number }> {
           {
             path: "/upload",
             methods: ["POST"],
+            auth: "none",
             handle: (req, res) => readJsonBody(req, res, 1 << 20, "JSON", () => res.end("ok")),
           },
         ],

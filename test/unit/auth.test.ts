@@ -74,4 +74,24 @@ test("constantTimeEquals compares content, whatever the lengths", () => {
   assert.ok(constantTimeEquals("abc", "abc"));
   assert.ok(!constantTimeEquals("abc", "abcd"));
   assert.ok(!constantTimeEquals("", "a"));
+  assert.ok(!constantTimeEquals("a", ""));
+  assert.ok(constantTimeEquals("", ""));
+  // `wanted` is cycled under a longer `got`: a repetition of it must still differ.
+  assert.ok(!constantTimeEquals("abcabc", "abc"));
+  assert.ok(!constantTimeEquals("abc", "abcabc"));
+  assert.ok(!constantTimeEquals("abd", "abc"));
+  assert.ok(!constantTimeEquals("bbc", "abc"));
+  // Lengths whose XOR is 0 only when equal; code units beyond Latin-1 compare too.
+  assert.ok(!constantTimeEquals("\u0161ecret", "secret"));
+  assert.ok(constantTimeEquals("\u0161ecret", "\u0161ecret"));
+  for (let i = 0; i < 200; i++) {
+    const a = Math.random()
+      .toString(36)
+      .slice(2, 2 + (i % 12));
+    const b = Math.random()
+      .toString(36)
+      .slice(2, 2 + ((i * 7) % 12));
+    assert.equal(constantTimeEquals(a, b), a === b, `${a} vs ${b}`);
+    assert.ok(constantTimeEquals(a, a));
+  }
 });

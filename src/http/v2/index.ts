@@ -3,14 +3,15 @@ import type { PresenceSnapshot } from "../../presence/snapshot.js";
 import type { Telemetry } from "../../telemetry.js";
 import { sendError, type ErrorCode } from "../errors.js";
 import { refuseUpgrade, type HttpModule } from "../router.js";
-import { bearerAuthorized, presenceRoutes } from "./presence-api.js";
+import { presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
 import { V2Stream } from "./stream.js";
 import { parsePosition } from "../../presence/position.js";
 import type { UnsentBytes } from "../unsent-bytes.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, type ClientAddress } from "../client-address.js";
-import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
+import type { AuthFailures } from "../auth-limit.js";
+import { presenceBearerOrMessage } from "../route-auth.js";
 
 export { V2Stream } from "./stream.js";
 export { V2_BASE, V2_CLOSE } from "./protocol.js";
@@ -34,7 +35,7 @@ export interface V2Deps {
   authTimeoutMs?: number;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
-  /** Wrong secrets, limited per address together with every other credential check. */
+  /** Wrong secrets in stream auth messages, limited per address with every other credential check. */
   authFailures?: AuthFailures;
 }
 
@@ -71,18 +72,21 @@ export function presenceApiV2(deps: V2Deps): V2Api {
         view,
         secrets: deps.secrets,
         notReadyReason: deps.notReadyReason,
-        authFailures: deps.authFailures,
       }),
       {
         path: `${V2_BASE}/stream`,
         methods: ["GET"],
+        auth: "none",
         handle: (_req, res) => sendError(res, "not_websocket", "this path takes a WebSocket upgrade"),
       },
     ],
     upgrades: [
       {
         path: `${V2_BASE}/stream`,
-        handle(req, socket, head, url) {
+        // A Bearer secret checked before the upgrade, or none: the socket then authenticates with
+        // its first message (stream.ts), under its own limits.
+        auth: presenceBearerOrMessage(deps.secrets),
+        handle(req, socket, head, url, presented) {
           const refuse = (code: ErrorCode, message: string): void => {
             deps.telemetry.wsRefused(code);
             refuseUpgrade(socket, code, message);
@@ -99,18 +103,7 @@ export function presenceApiV2(deps: V2Deps): V2Api {
             if (err instanceof FilterError) return refuse("invalid_query", err.message);
             throw err;
           }
-          const header = req.headers.authorization;
-          const authorized = header !== undefined && bearerAuthorized(deps.secrets(), header);
-          if (header !== undefined && !authorized) {
-            const retryAfter = deps.authFailures?.fail(req);
-            if (retryAfter !== undefined) {
-              deps.telemetry.wsRefused("auth_rate_limited");
-              return refuseUpgrade(socket, "auth_rate_limited", AUTH_RATE_LIMITED, {
-                "Retry-After": String(retryAfter),
-              });
-            }
-            return refuse("unauthorized", "send Authorization: Bearer <the presence secret>");
-          }
+          const authorized = presented === "ok";
           const notReady = deps.notReadyReason();
           if (notReady !== undefined) return refuse("not_ready", notReady);
           const address = (deps.clientAddress ?? peerAddress)(req);

@@ -1,11 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { gzip } from "node:zlib";
-import { AUTH_RATE_LIMITED, type AuthFailures } from "../auth-limit.js";
-import { secretMatches } from "../auth.js";
 import { discardBody, readJsonBody } from "../body.js";
 import { sendError } from "../errors.js";
 import { acceptsGzip, type HttpRoute, type RequestUrl } from "../router.js";
+import { presenceBearer } from "../route-auth.js";
 import { OPENAPI } from "./openapi.js";
 import { PresenceQuery, V2_BASE, describeIssue } from "./protocol.js";
 import {
@@ -25,14 +24,6 @@ export interface PresenceApiDeps {
   view: PresenceView;
   secrets: () => readonly string[];
   notReadyReason: () => string | undefined;
-  /** Wrong secrets, limited per address together with every other credential check. */
-  authFailures?: AuthFailures;
-}
-
-/** `Authorization: Bearer <secret>` (the only way v2 takes the secret: URLs end up in logs). */
-export function bearerAuthorized(secrets: readonly string[], authorization: string | undefined): boolean {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
-  return m !== null && secretMatches(secrets, m[1]);
 }
 
 /** Tells every ETag of this process from another's (a restart resets the snapshot's version). */
@@ -40,24 +31,17 @@ const BOOT = randomBytes(4).toString("hex");
 
 /**
  * GET /api/v2/presence, POST /api/v2/presence/query and GET /api/v2/openapi.json. Served from
- * memory like the compat pages: the unfiltered answer is built once per snapshot version.
+ * memory like the compat pages: the unfiltered answer is built once per snapshot version. The
+ * presence routes take the secret as a Bearer token, checked by the router (route-auth.ts).
  */
 export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
   let gzipCache: { etag: string; body: Promise<Buffer> } | undefined;
   const openapi = Buffer.from(JSON.stringify(OPENAPI));
 
-  function guard(req: IncomingMessage, res: ServerResponse): boolean {
-    if (!bearerAuthorized(deps.secrets(), req.headers.authorization)) {
-      const retryAfter = req.headers.authorization === undefined ? undefined : deps.authFailures?.fail(req);
-      if (retryAfter !== undefined) {
-        sendError(res, "auth_rate_limited", AUTH_RATE_LIMITED, { "Retry-After": String(retryAfter) });
-      } else {
-        sendError(res, "unauthorized", "send Authorization: Bearer <the presence secret>", {
-          "WWW-Authenticate": 'Bearer realm="presence"',
-        });
-      }
-      return false;
-    }
+  const bearer = presenceBearer(deps.secrets);
+
+  /** True when the snapshot can be served; otherwise the request has been answered 503. */
+  function ready(res: ServerResponse): boolean {
     const notReady = deps.notReadyReason();
     if (notReady !== undefined) {
       sendError(res, "not_ready", notReady, { "Retry-After": "1" });
@@ -111,7 +95,7 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
   }
 
   function get(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    if (!guard(req, res)) return;
+    if (!ready(res)) return;
     let filter: UserFilter | undefined;
     try {
       filter = filterFromQuery(url.searchParams);
@@ -123,7 +107,7 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
   }
 
   function query(req: IncomingMessage, res: ServerResponse): void {
-    if (!guard(req, res)) {
+    if (!ready(res)) {
       discardBody(req);
       return;
     }
@@ -135,11 +119,12 @@ export function presenceRoutes(deps: PresenceApiDeps): HttpRoute[] {
   }
 
   return [
-    { path: `${V2_BASE}/presence`, methods: ["GET", "HEAD"], handle: get },
-    { path: `${V2_BASE}/presence/query`, methods: ["POST"], handle: query },
+    { path: `${V2_BASE}/presence`, methods: ["GET", "HEAD"], auth: bearer, handle: get },
+    { path: `${V2_BASE}/presence/query`, methods: ["POST"], auth: bearer, handle: query },
     {
       path: `${V2_BASE}/openapi.json`,
       methods: ["GET", "HEAD"],
+      auth: "none",
       handle(req, res) {
         res.writeHead(200, {
           "Content-Type": "application/json",
