@@ -18,7 +18,7 @@ import type { PresenceSnapshot } from "../presence/snapshot.js";
  *   from that state, so providers see only real changes, not a burst of the whole company.
  */
 export interface Broker {
-  readonly kind: "memory" | "redis";
+  readonly kind: "memory" | "redis" | "primary";
   /** True while this replica is the one that talks to Mattermost. */
   readonly isLeader: boolean;
   /**

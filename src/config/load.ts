@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { LOG_LEVELS, SETTINGS, flagName, type SettingEnv, type SettingSpec } from "./schema.js";
@@ -40,6 +41,8 @@ export interface Config {
   /** Unsent bytes of all sockets together (both pools); over it the largest holders are closed. */
   maxBufferedTotalBytes: number;
   maxConnections: number;
+  /** Worker processes serving connections (src/cluster); 1: one process, as before workers. */
+  workers: number;
   wsPingIntervalMs: number;
   shutdownGraceMs: number;
   authFailureBurst: number;
@@ -164,6 +167,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_WS_MAX_BUFFER_BYTES: "wsMaxBufferBytes",
   PRESENCE_MAX_BUFFERED_TOTAL_BYTES: "maxBufferedTotalBytes",
   PRESENCE_MAX_CONNECTIONS: "maxConnections",
+  PRESENCE_WORKERS: "workers",
   PRESENCE_WS_PING_INTERVAL_MS: "wsPingIntervalMs",
   PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",
   PRESENCE_AUTH_FAILURE_BURST: "authFailureBurst",
@@ -429,6 +433,8 @@ export function loadConfig(
       }
     }
     raw ??= spec.default;
+    // The one setting whose default depends on the host: a worker per core the process may use.
+    if (spec.env === "PRESENCE_WORKERS" && raw === "auto") raw = String(availableParallelism());
     if (raw === undefined) {
       if (spec.required) problems.push(`${describe(spec)}: required, ${spec.help}`);
       continue;

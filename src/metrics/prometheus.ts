@@ -106,7 +106,8 @@ export class GatewayMetrics implements Telemetry {
     });
 
     // ---- providers (compat WebSocket and /status) ----
-    if (opts.worker !== undefined) {
+    // Only workers hold sockets; the primary of worker processes holds none.
+    if (opts.worker !== undefined && opts.worker !== "primary") {
       const worker = opts.worker;
       new Gauge({
         name: `${p}worker_connections`,
