@@ -2,7 +2,8 @@ import cluster from "node:cluster";
 import { ConfigError, loadConfig, type Config } from "../config/load.js";
 import { Gateway } from "../gateway.js";
 import { watchSecretFiles } from "../config/watch-secrets.js";
-import { SecretScrubber, createLogger, type Logger } from "../log.js";
+import { destination as pinoDestination } from "pino";
+import { SecretScrubber, createLogger, defaultDestination, type Logger } from "../log.js";
 import { PluginSettingsError } from "../mattermost/plugin-settings.js";
 import { BrokerError } from "../broker/index.js";
 import { ClusterPrimary } from "../cluster/primary.js";
@@ -70,14 +71,20 @@ export async function runStart(argv: string[]): Promise<number> {
       }
     };
 
+  // With workers, every process writes to the same stdout: one write per line (atomic on a pipe
+  // up to 4 KiB) so that lines of different processes never interleave mid-line.
+  const destination =
+    config.workers > 1 && !process.stdout.isTTY
+      ? pinoDestination({ dest: 1, sync: true })
+      : defaultDestination();
   if (cluster.isWorker) {
     const id = process.env.PRESENCE_WORKER_ID ?? String(cluster.worker?.id ?? 0);
-    const log = createLogger(config.logLevel, scrubber).child({ worker: id });
+    const log = createLogger(config.logLevel, scrubber, destination).child({ worker: id });
     const reload = reloader(log);
     return runWorker(config, log, onSecrets, (gateway, reason) => void reload(gateway, reason));
   }
 
-  const log = createLogger(config.logLevel, scrubber);
+  const log = createLogger(config.logLevel, scrubber, destination);
   for (const w of warnings) log.warn({ event: "config_warning" }, w);
   const workers = config.workers > 1 ? config.workers : 0;
   const gateway = new Gateway(config, log, undefined, onSecrets, {
