@@ -49,6 +49,12 @@ export interface WorkerLink {
   instanceSockets(): { compat: number; providers: number } | undefined;
   /** /metrics for the whole instance (the primary sums every worker's). */
   renderMetrics(): Promise<string>;
+  /** Every worker's provider sockets, for the admin page. */
+  instanceProviders(): Promise<ProviderSocket[]>;
+  /** The failed-credential limiter, shared with the other workers (one burst per instance). */
+  authFailureLimiter(burst: number, windowMs: number): AuthFailureLimiter;
+  /** Signs admin sessions, the same in every worker (a session opened on one is valid on all). */
+  readonly sessionKey: Buffer;
 }
 
 /**
@@ -155,7 +161,9 @@ export class Gateway {
     const otherWorkers = (): number => worker?.otherConnections() ?? 0;
     const clientAddress = clientAddressFrom(config.trustedProxies);
     const authFailures = new AuthFailures(
-      new AuthFailureLimiter(config.authFailureBurst, config.authFailureWindowMs),
+      worker
+        ? worker.authFailureLimiter(config.authFailureBurst, config.authFailureWindowMs)
+        : new AuthFailureLimiter(config.authFailureBurst, config.authFailureWindowMs),
       log,
       clientAddress,
     );
@@ -192,7 +200,8 @@ export class Gateway {
       leader,
       clientAddress,
       authFailures,
-      providers: () => providerSockets(this.hub, this.v2),
+      providers: () => (worker ? worker.instanceProviders() : this.providers()),
+      sessionKey: worker?.sessionKey,
       providerCount: providers,
     });
     this.metrics.observe({
@@ -254,6 +263,7 @@ export class Gateway {
     );
     this.snapshot.onChanges((changes) => {
       telemetry.statusChanges(changes.length);
+      if (worker) return; // the primary logs each change once for the instance
       for (const c of changes) {
         log.debug(
           { event: "status_change", userId: c.userId, status: c.status, seq: c.seq },
@@ -360,6 +370,11 @@ export class Gateway {
     return redactSecrets(text, [c.mattermostToken, c.metricsToken, c.adminToken, ...this.secrets()]);
   }
 
+  /** This process's provider sockets of both pools (copies), for the admin page's list. */
+  providers(): ProviderSocket[] {
+    return [...this.hub.list(), ...this.v2.stream.list()];
+  }
+
   /** A /status/publish hint: re-read that user now (on the leader), or pass it to the leader. */
   hint(userId: string): boolean {
     return this.broker.isLeader ? this.sync.hintUser(userId) : this.broker.forwardHint(userId);
@@ -450,10 +465,4 @@ export class Gateway {
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     await this.components.stop(graceMs);
   }
-}
-
-/** Both pools' sockets, for the admin page's list of providers. */
-function* providerSockets(hub: WsHub, v2: V2Api): Iterable<ProviderSocket> {
-  yield* hub.list();
-  yield* v2.stream.list();
 }

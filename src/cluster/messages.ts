@@ -32,10 +32,12 @@ export type ToWorker =
   | { t: "batch"; epoch: string; changes: readonly Change[] }
   | { t: "settings"; shared: SharedPluginSettings }
   | { t: "instance"; report: InstanceReport }
-  /** The primary gathers every process's metrics. */
-  | { t: "metrics_request"; id: number }
-  /** The answer to a worker's render_metrics: the whole instance's text, or why not. */
-  | { t: "metrics"; id: number; text?: string; error?: string }
+  /** The primary gathers something from every worker (see Gather). */
+  | { t: "gather_request"; id: number; kind: Gather }
+  /** The answer to a worker's `gather`: the whole instance's, or why not. */
+  | { t: "gathered"; id: number; data?: unknown; error?: string }
+  /** Another worker refused a credential from this address: count it here too. */
+  | { t: "auth_failure"; remote: string | undefined }
   | { t: "reload"; reason: "SIGHUP" | "file_changed" }
   | { t: "stop" };
 
@@ -57,9 +59,18 @@ export type ToPrimary =
   | { t: "hint"; userId: string }
   | { t: "counts"; counts: WorkerCounts }
   | { t: "listening"; port: number }
-  | { t: "metrics_json"; id: number; json: unknown[] }
-  /** GET /metrics arrived at this worker: answer for the whole instance. */
-  | { t: "render_metrics"; id: number };
+  | { t: "gather_reply"; id: number; data: unknown }
+  /** A request for the whole instance arrived at this worker (GET /metrics, the admin's providers). */
+  | { t: "gather"; id: number; kind: Gather }
+  /** This worker refused a credential: the others count it against the same address. */
+  | { t: "auth_failure"; remote: string | undefined };
+
+/**
+ * What the primary gathers from every worker for one request: `metrics` (each process's
+ * `getMetricsAsJSON()`, summed into one exposition with the primary's own), `providers` (each
+ * worker's open provider sockets, listed together).
+ */
+export type Gather = "metrics" | "providers";
 
 /** Both ends of the channel, as the follower broker and the worker see it (a fake in tests). */
 export interface PrimaryChannel {

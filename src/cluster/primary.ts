@@ -1,13 +1,15 @@
 import cluster, { type Worker } from "node:cluster";
+import { randomBytes } from "node:crypto";
 import type { Gateway } from "../gateway.js";
 import type { Logger } from "../log.js";
 import { aggregateMetrics } from "../metrics/cluster.js";
-import type { InstanceReport, ToPrimary, ToWorker, WorkerCounts } from "./messages.js";
+import type { Gather, InstanceReport, ToPrimary, ToWorker, WorkerCounts } from "./messages.js";
+import { SESSION_KEY_ENV } from "./worker.js";
 
 /** How often the primary looks at what its workers must hear (readiness, settings, a late state). */
 const TICK_MS = 100;
-/** A worker that does not send its metrics within this is left out of that scrape. */
-const METRICS_WAIT_MS = 2000;
+/** A worker that does not answer a gather within this is left out of that answer. */
+const GATHER_WAIT_MS = 2000;
 /** A worker dying again soon after its start is replaced with a growing delay, up to this. */
 const MAX_RESPAWN_DELAY_MS = 5000;
 
@@ -25,8 +27,8 @@ interface Slot {
   respawnDelayMs: number;
 }
 
-interface Scrape {
-  results: unknown[][];
+interface Gathering {
+  results: unknown[];
   waiting: Set<string>;
   finish: () => void;
 }
@@ -47,9 +49,11 @@ export class ClusterPrimary {
   private lastSettings = "";
   private reportQueued = false;
   private readyLogged = false;
-  private nextScrape = 1;
-  private readonly scrapes = new Map<number, Scrape>();
+  private nextGather = 1;
+  private readonly gatherings = new Map<number, Gathering>();
   private readonly startedAt = Date.now();
+  /** One key signs admin sessions in every worker (and its replacements). */
+  private readonly sessionKey = randomBytes(32).toString("hex");
   private readonly unsubscribe: () => void;
 
   constructor(private readonly opts: { gateway: Gateway; log: Logger; workers: number }) {
@@ -116,7 +120,7 @@ export class ClusterPrimary {
   }
 
   private fork(id: string): Promise<number> {
-    const worker = cluster.fork({ PRESENCE_WORKER_ID: id });
+    const worker = cluster.fork({ PRESENCE_WORKER_ID: id, [SESSION_KEY_ENV]: this.sessionKey });
     const old = this.slots.get(id);
     const slot: Slot = {
       id,
@@ -152,10 +156,10 @@ export class ClusterPrimary {
   }
 
   private onExit(slot: Slot, code: number | null, signal: string | null): void {
-    for (const [n, scrape] of this.scrapes) {
-      if (scrape.waiting.delete(slot.id) && scrape.waiting.size === 0) {
-        this.scrapes.delete(n);
-        scrape.finish();
+    for (const [n, gathering] of this.gatherings) {
+      if (gathering.waiting.delete(slot.id) && gathering.waiting.size === 0) {
+        this.gatherings.delete(n);
+        gathering.finish();
       }
     }
     if (this.stopping || this.slots.get(slot.id) !== slot) return;
@@ -197,52 +201,59 @@ export class ClusterPrimary {
         gateway.hint(msg.userId);
         return;
       case "counts":
+        // Passed on at once: the other workers' admission reads it (each worker coalesces its own).
         slot.counts = msg.counts;
-        this.queueReport();
+        this.broadcastReport();
         return;
-      case "render_metrics":
-        void this.scrape().then(
-          (text) => this.send(slot, { t: "metrics", id: msg.id, text }),
-          (err: Error) => this.send(slot, { t: "metrics", id: msg.id, error: err.message }),
+      case "gather":
+        void this.gather(msg.kind).then(
+          (data) => this.send(slot, { t: "gathered", id: msg.id, data }),
+          (err: Error) => this.send(slot, { t: "gathered", id: msg.id, error: err.message }),
         );
         return;
-      case "metrics_json": {
-        const scrape = this.scrapes.get(msg.id);
-        if (!scrape || !scrape.waiting.delete(slot.id)) return;
-        scrape.results.push(msg.json);
-        if (scrape.waiting.size === 0) {
-          this.scrapes.delete(msg.id);
-          scrape.finish();
+      case "gather_reply": {
+        const gathering = this.gatherings.get(msg.id);
+        if (!gathering || !gathering.waiting.delete(slot.id)) return;
+        gathering.results.push(msg.data);
+        if (gathering.waiting.size === 0) {
+          this.gatherings.delete(msg.id);
+          gathering.finish();
         }
         return;
       }
+      case "auth_failure":
+        for (const other of this.slots.values()) {
+          if (other !== slot) this.send(other, { t: "auth_failure", remote: msg.remote });
+        }
+        return;
       default:
         return;
     }
   }
 
-  /** Every process's metrics (this one's and each live worker's), summed into one exposition. */
-  private async scrape(): Promise<string> {
-    const own = (await this.opts.gateway.metrics.registry.getMetricsAsJSON()) as unknown[];
-    const id = this.nextScrape++;
-    const live = [...this.slots.values()].filter((s) => s.listening && !s.worker.isDead());
-    const scrape: Scrape = { results: [own], waiting: new Set(live.map((s) => s.id)), finish: () => {} };
+  /** What every live worker answers for `kind`, put together for the whole instance. */
+  private async gather(kind: Gather): Promise<unknown> {
+    const id = this.nextGather++;
+    const live = [...this.slots.values()].filter((s) => s.greeted && !s.worker.isDead());
+    const gathering: Gathering = { results: [], waiting: new Set(live.map((s) => s.id)), finish: () => {} };
     const done = new Promise<void>((resolve) => {
-      scrape.finish = resolve;
-      setTimeout(resolve, METRICS_WAIT_MS).unref();
+      gathering.finish = resolve;
+      setTimeout(resolve, GATHER_WAIT_MS).unref();
     });
-    this.scrapes.set(id, scrape);
-    for (const slot of live) this.send(slot, { t: "metrics_request", id });
-    if (live.length === 0) scrape.finish();
+    this.gatherings.set(id, gathering);
+    for (const slot of live) this.send(slot, { t: "gather_request", id, kind });
+    if (live.length === 0) gathering.finish();
     await done;
-    this.scrapes.delete(id);
-    if (scrape.waiting.size > 0) {
+    this.gatherings.delete(id);
+    if (gathering.waiting.size > 0) {
       this.opts.log.warn(
-        { event: "metrics_partial", missing: [...scrape.waiting] },
-        "some workers did not send their metrics in time; this scrape leaves them out",
+        { event: "gather_partial", kind, missing: [...gathering.waiting] },
+        "some workers did not answer in time; this answer leaves them out",
       );
     }
-    return aggregateMetrics(scrape.results);
+    if (kind === "providers") return gathering.results.flat();
+    const own = await this.opts.gateway.metrics.registry.getMetricsAsJSON();
+    return aggregateMetrics([own as unknown[], ...(gathering.results as unknown[][])]);
   }
 
   private onTick(): void {

@@ -1,17 +1,33 @@
 import cluster from "node:cluster";
-import type { Registry } from "prom-client";
 import { PrimaryFollowerBroker } from "../broker/primary-follower.js";
 import type { Config } from "../config/load.js";
 import { Gateway, type WorkerLink } from "../gateway.js";
+import { AuthFailureLimiter } from "../http/auth-limit.js";
 import type { NotReady } from "../http/health.js";
+import type { ProviderSocket } from "../http/provider-sockets.js";
 import type { Logger } from "../log.js";
 import type { UpstreamHealth } from "../mattermost/sync.js";
-import type { InstanceReport, PrimaryChannel, ToPrimary, ToWorker, WorkerCounts } from "./messages.js";
+import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
+import type {
+  Gather,
+  InstanceReport,
+  PrimaryChannel,
+  ToPrimary,
+  ToWorker,
+  WorkerCounts,
+} from "./messages.js";
 
-/** How often a worker looks at its socket counts and reports them when they changed. */
-const REPORT_MS = 50;
-/** A /metrics request waits at most this long for the primary's sum. */
-const METRICS_TIMEOUT_MS = 5000;
+/**
+ * How often a worker looks at its socket counts and reports them when they changed (a cheap
+ * comparison). Opens and closes of compat sockets also report at once (see soon()); a v2 stream
+ * passing authentication has no event of its own, so this bounds its lag.
+ */
+const REPORT_MS = 10;
+/** A request for the whole instance (/metrics, the admin's providers) waits at most this long. */
+const GATHER_TIMEOUT_MS = 5000;
+
+/** Where a worker finds the key the primary made for signing admin sessions. */
+export const SESSION_KEY_ENV = "OUTLOOK_PRESENCE_SESSION_KEY";
 
 /** This worker's end of the IPC channel to the primary (process.send / process.on("message")). */
 export function processChannel(): PrimaryChannel {
@@ -34,12 +50,17 @@ export function processChannel(): PrimaryChannel {
 export class InstanceView implements WorkerLink {
   readonly broker: PrimaryFollowerBroker;
   private report: InstanceReport | undefined;
-  private nextMetricsId = 1;
-  private readonly metricsWaiters = new Map<number, (msg: { text?: string; error?: string }) => void>();
-  private registry: Registry | undefined;
+  private nextGather = 1;
+  private readonly waiters = new Map<number, (msg: { data?: unknown; error?: string }) => void>();
+  private gateway: Gateway | undefined;
+  private limiter: SharedAuthFailureLimiter | undefined;
   private counts = "";
+  private queued = false;
+  private report_: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly unsubscribe: () => void;
+  /** From the primary (its environment at fork), so that an admin session is valid on every worker. */
+  readonly sessionKey = Buffer.from(process.env[SESSION_KEY_ENV] ?? "", "hex");
 
   constructor(
     readonly id: string,
@@ -52,8 +73,9 @@ export class InstanceView implements WorkerLink {
 
   /** Starts reporting `gateway`'s counts and answering for its metrics. */
   attach(gateway: Gateway): void {
-    this.registry = gateway.metrics.registry;
+    this.gateway = gateway;
     const report = () => {
+      this.queued = false;
       const counts: WorkerCounts = {
         compat: gateway.hub.size,
         v2: gateway.v2.stream.size,
@@ -65,8 +87,26 @@ export class InstanceView implements WorkerLink {
       this.counts = key;
       this.channel.send({ t: "counts", counts });
     };
+    this.report_ = report;
     this.timer = setInterval(report, REPORT_MS).unref();
     report();
+  }
+
+  /**
+   * A socket opened or closed (or a request was answered): report the counts at the end of this
+   * turn of the event loop, not at the next tick, so that the other workers' view of the
+   * connection limit lags by one IPC hop only.
+   */
+  soon(): void {
+    if (this.queued || !this.report_) return;
+    this.queued = true;
+    setImmediate(this.report_);
+  }
+
+  /** What a worker's core tells its InstanceView (see soon()). */
+  telemetry(): Telemetry {
+    const soon = () => this.soon();
+    return { ...NO_TELEMETRY, wsConnected: soon, wsClosed: soon, httpRequest: soon };
   }
 
   detach(): void {
@@ -79,13 +119,14 @@ export class InstanceView implements WorkerLink {
       case "instance":
         this.report = msg.report;
         return;
-      case "metrics_request":
-        void this.registry
-          ?.getMetricsAsJSON()
-          .then((json) => this.channel.send({ t: "metrics_json", id: msg.id, json: json as unknown[] }));
+      case "gather_request":
+        void this.answer(msg.kind).then((data) => this.channel.send({ t: "gather_reply", id: msg.id, data }));
         return;
-      case "metrics":
-        this.metricsWaiters.get(msg.id)?.(msg);
+      case "gathered":
+        this.waiters.get(msg.id)?.(msg);
+        return;
+      case "auth_failure":
+        this.limiter?.absorb(msg.remote);
         return;
       default:
         return;
@@ -119,21 +160,72 @@ export class InstanceView implements WorkerLink {
     return { compat: r.compat, providers: Object.values(r.connections).reduce((a, b) => a + b, 0) };
   }
 
-  renderMetrics(): Promise<string> {
-    const id = this.nextMetricsId++;
+  /** This worker's part of a request for the whole instance. */
+  private async answer(kind: Gather): Promise<unknown> {
+    const gateway = this.gateway;
+    if (!gateway) return [];
+    if (kind === "metrics") return gateway.metrics.registry.getMetricsAsJSON();
+    return gateway.providers();
+  }
+
+  /** Asks the primary for the whole instance's `kind`. */
+  private gather(kind: Gather): Promise<unknown> {
+    const id = this.nextGather++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.metricsWaiters.delete(id);
-        reject(new Error(`the primary did not answer within ${METRICS_TIMEOUT_MS} ms`));
-      }, METRICS_TIMEOUT_MS);
-      this.metricsWaiters.set(id, (msg) => {
+        this.waiters.delete(id);
+        reject(new Error(`the primary did not answer within ${GATHER_TIMEOUT_MS} ms`));
+      }, GATHER_TIMEOUT_MS);
+      this.waiters.set(id, (msg) => {
         clearTimeout(timer);
-        this.metricsWaiters.delete(id);
-        if (msg.text !== undefined) resolve(msg.text);
-        else reject(new Error(msg.error ?? "no metrics"));
+        this.waiters.delete(id);
+        if (msg.error === undefined) resolve(msg.data);
+        else reject(new Error(msg.error));
       });
-      this.channel.send({ t: "render_metrics", id });
+      this.channel.send({ t: "gather", id, kind });
     });
+  }
+
+  async renderMetrics(): Promise<string> {
+    return (await this.gather("metrics")) as string;
+  }
+
+  async instanceProviders(): Promise<ProviderSocket[]> {
+    return (await this.gather("providers")) as ProviderSocket[];
+  }
+
+  authFailureLimiter(burst: number, windowMs: number): AuthFailureLimiter {
+    this.limiter = new SharedAuthFailureLimiter(burst, windowMs, (remote) =>
+      this.channel.send({ t: "auth_failure", remote }),
+    );
+    return this.limiter;
+  }
+}
+
+/**
+ * The failed-credential limiter of one worker, told the failures of the others: each failure is
+ * passed on (through the primary) and counted by every worker against the same address, so the
+ * burst holds for the instance. Approximation: a failure reaches the other workers one IPC hop
+ * later, so guesses sent in parallel to several workers at once may each pass before the others
+ * hear of them: at most one burst per worker in the worst case, about one burst in practice.
+ */
+export class SharedAuthFailureLimiter extends AuthFailureLimiter {
+  constructor(
+    burst: number,
+    windowMs: number,
+    private readonly share: (remote: string | undefined) => void,
+  ) {
+    super(burst, windowMs);
+  }
+
+  override fail(remote: string | undefined): number | undefined {
+    this.share(remote);
+    return super.fail(remote);
+  }
+
+  /** Another worker's failure: counted, not answered, not passed on. */
+  absorb(remote: string | undefined): void {
+    super.fail(remote);
   }
 }
 
@@ -151,7 +243,7 @@ export async function runWorker(
   const id = process.env.PRESENCE_WORKER_ID ?? String(cluster.worker?.id ?? 0);
   const channel = processChannel();
   const view = new InstanceView(id, channel, log);
-  const gateway = new Gateway(config, log, undefined, onSecrets, { kind: "worker", link: view });
+  const gateway = new Gateway(config, log, view.telemetry(), onSecrets, { kind: "worker", link: view });
   try {
     await gateway.start();
   } catch (err) {
