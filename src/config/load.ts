@@ -434,7 +434,7 @@ export function loadConfig(
     }
     raw ??= spec.default;
     // The one setting whose default depends on the host: a worker per core the process may use.
-    if (spec.env === "PRESENCE_WORKERS" && raw === "auto") raw = String(availableParallelism());
+    if (spec.env === "PRESENCE_WORKERS" && raw === "auto") raw = String(defaultWorkers());
     if (raw === undefined) {
       if (spec.required) problems.push(`${describe(spec)}: required, ${spec.help}`);
       continue;
@@ -474,6 +474,26 @@ export function loadConfig(
   if (typeof out.mattermostUrl === "string") out.mattermostUrl = out.mattermostUrl.replace(/\/+$/, "");
   out.secretFiles = secretFiles;
   return { config: out as unknown as Config, warnings: unknownPresenceVars(env) };
+}
+
+/**
+ * PRESENCE_WORKERS=auto: one worker per core this process may use, that is the CPUs it may run
+ * on, capped by a cgroup v2 CPU quota (a container's `--cpus`, Kubernetes' `limits.cpu`), which
+ * availableParallelism() does not see: a 2-CPU pod on a 64-core node gets 2 workers, not 64.
+ */
+export function defaultWorkers(cpuMax = "/sys/fs/cgroup/cpu.max"): number {
+  const cores = availableParallelism();
+  let text: string;
+  try {
+    text = readFileSync(cpuMax, "utf8");
+  } catch {
+    return cores; // no cgroup v2 quota to read: not in a container, or cgroup v1
+  }
+  const [quota, period] = text.trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period);
+  if (quota === "max" || !(q > 0) || !(p > 0)) return cores;
+  return Math.max(1, Math.min(cores, Math.ceil(q / p)));
 }
 
 /** Settles how Redis is reached: REDIS_URL, or Sentinel from the URL or from REDIS_SENTINELS. */
