@@ -167,9 +167,13 @@ export class Gateway {
       log,
       clientAddress,
     );
+    // Budgets for the whole instance are split evenly between its workers (each worker holds
+    // its share of the sockets: node:cluster hands connections out in turn).
+    const share = (budget: number): number =>
+      worker && budget > 0 ? Math.max(1, Math.floor(budget / config.workers)) : budget;
     this.unsent = new UnsentBytes({
       perSocket: config.wsMaxBufferBytes,
-      total: config.maxBufferedTotalBytes,
+      total: share(config.maxBufferedTotalBytes),
       log,
       telemetry,
     });
@@ -180,7 +184,7 @@ export class Gateway {
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
       pingIntervalMs: config.wsPingIntervalMs,
-      resyncBytesPerSecond: config.resyncBytesPerSecond,
+      resyncBytesPerSecond: share(config.resyncBytesPerSecond),
       telemetry,
       clientAddress,
       unsent: this.unsent,
