@@ -90,7 +90,16 @@ export async function runStart(argv: string[]): Promise<number> {
   const gateway = new Gateway(config, log, undefined, onSecrets, {
     kind: workers > 0 ? "primary" : "single",
   });
-  const primary = workers > 0 ? new ClusterPrimary({ gateway, log, workers }) : undefined;
+  const primary =
+    workers > 0
+      ? new ClusterPrimary({
+          gateway,
+          log,
+          workers,
+          authFailureBurst: config.authFailureBurst,
+          authFailureWindowMs: config.authFailureWindowMs,
+        })
+      : undefined;
   try {
     await gateway.start();
   } catch (err) {

@@ -1,6 +1,8 @@
 import cluster, { type Worker } from "node:cluster";
 import { randomBytes } from "node:crypto";
 import type { Gateway } from "../gateway.js";
+import { AuthFailureLimiter, AuthFailures } from "../http/auth-limit.js";
+import { clientAddressFrom } from "../http/client-address.js";
 import type { Logger } from "../log.js";
 import { aggregateMetrics } from "../metrics/cluster.js";
 import type { Gather, InstanceReport, ToPrimary, ToWorker, WorkerCounts } from "./messages.js";
@@ -55,8 +57,24 @@ export class ClusterPrimary {
   /** One key signs admin sessions in every worker (and its replacements). */
   private readonly sessionKey = randomBytes(32).toString("hex");
   private readonly unsubscribe: () => void;
+  private readonly authFailures: AuthFailures;
 
-  constructor(private readonly opts: { gateway: Gateway; log: Logger; workers: number }) {
+  constructor(
+    private readonly opts: {
+      gateway: Gateway;
+      log: Logger;
+      workers: number;
+      /** PRESENCE_AUTH_FAILURE_BURST and _WINDOW_MS: the primary logs `auth_rate_limited`. */
+      authFailureBurst: number;
+      authFailureWindowMs: number;
+    },
+  ) {
+    // Every worker's failed credentials, in one order: the `auth_rate_limited` line, once.
+    this.authFailures = new AuthFailures(
+      new AuthFailureLimiter(opts.authFailureBurst, opts.authFailureWindowMs),
+      opts.log,
+      clientAddressFrom([]),
+    );
     // Workers run this same command (process.argv), as `outlook-presence start` in a worker.
     cluster.setupPrimary({ serialization: "advanced" });
     const snapshot = opts.gateway.snapshot;
@@ -222,6 +240,7 @@ export class ClusterPrimary {
         return;
       }
       case "auth_failure":
+        this.authFailures.fail(msg.remote ?? "");
         for (const other of this.slots.values()) {
           if (other !== slot) this.send(other, { t: "auth_failure", remote: msg.remote });
         }

@@ -223,6 +223,14 @@ export class SharedAuthFailureLimiter extends AuthFailureLimiter {
     return super.fail(remote);
   }
 
+  /**
+   * Never logs `auth_rate_limited` itself: the primary counts every worker's failures in the one
+   * order it receives them and logs it, once per address and window, for the instance.
+   */
+  override justLimited(): boolean {
+    return false;
+  }
+
   /** Another worker's failure: counted, not answered, not passed on. */
   absorb(remote: string | undefined): void {
     super.fail(remote);
