@@ -1,21 +1,16 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createBroker, type Broker } from "./broker/index.js";
-import { MAKE_A_SECRET, MIN_SECRET_LENGTH, secretWeakness, type Config } from "./config/load.js";
+import type { Config } from "./config/load.js";
 import { redactSecrets, type Logger } from "./log.js";
 import { MattermostClient } from "./mattermost/client.js";
 import { MattermostEvents } from "./mattermost/events.js";
-import {
-  PluginSettingsError,
-  PluginSettingsFollower,
-  fetchPluginSettings,
-} from "./mattermost/plugin-settings.js";
-import { PresenceSync } from "./mattermost/sync.js";
+import { PresenceSync, type UpstreamHealth } from "./mattermost/sync.js";
 import { PresenceSnapshot } from "./presence/snapshot.js";
 import { AuthFailureLimiter, AuthFailures } from "./http/auth-limit.js";
 import { clientAddressFrom } from "./http/client-address.js";
 import { compatApi } from "./http/compat.js";
-import { NOT_READY_MESSAGES, healthApi, type NotReady } from "./http/health.js";
+import { healthApi, type NotReady } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
 import { UnsentBytes } from "./http/unsent-bytes.js";
@@ -24,6 +19,12 @@ import { adminApi, type AdminApi } from "./http/admin.js";
 import type { ProviderSocket } from "./http/provider-sockets.js";
 import { GatewayMetrics, composeTelemetry, logTelemetry, metricsApi } from "./metrics/index.js";
 import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
+import { Components, type Component } from "./gateway/components.js";
+import { Readiness } from "./gateway/readiness.js";
+import { SecretSource } from "./gateway/secret-source.js";
+import type { GatewayRole, WorkerLink } from "./gateway/role.js";
+
+export type { GatewayRole, WorkerLink } from "./gateway/role.js";
 
 /**
  * The whole service, wired in the one direction data flows:
@@ -41,29 +42,37 @@ export class Gateway {
   readonly v2: V2Api;
   readonly server: Server;
   /** Prometheus metrics (GET /metrics); the core reports to them through `telemetry`. */
-  readonly metrics = new GatewayMetrics();
+  readonly metrics: GatewayMetrics;
   /** What the core reports to: the metrics, a debug log of poll cycles, and any extra given. */
   readonly telemetry: Telemetry;
-  private readonly admin: AdminApi;
-  private readonly events: MattermostEvents;
-  /** Set when the secret comes from the old plugin's settings in Mattermost. */
-  readonly pluginSettings: PluginSettingsFollower | undefined;
   /** Shares the snapshot between replicas; only its leader talks to Mattermost. */
   readonly broker: Broker;
-  /** Watches for the first moment of readiness, for the one `ready` log line. */
-  private readyWatch: NodeJS.Timeout | undefined;
+  /** The accepted secrets and the page size (static, or the old plugin's settings). */
+  readonly secretSource: SecretSource;
+  readonly readiness: Readiness;
+  private readonly admin: AdminApi;
+  private readonly events: MattermostEvents;
+  private readonly components: Components;
   private readonly startedAt = Date.now();
+  private readonly worker: WorkerLink | undefined;
+  private url = "";
 
   constructor(
     private config: Config,
     private readonly log: Logger,
     extraTelemetry: Telemetry = NO_TELEMETRY,
     /** Told every accepted secret whenever they change, so the log scrubber knows them. */
-    private readonly onSecrets: (secrets: readonly string[]) => void = () => undefined,
+    onSecrets: (secrets: readonly string[]) => void = () => undefined,
+    private readonly role: GatewayRole = { kind: "single" },
   ) {
+    const worker = role.kind === "worker" ? role.link : undefined;
+    this.worker = worker;
+    this.metrics = new GatewayMetrics({
+      worker: role.kind === "single" ? undefined : (worker?.id ?? "primary"),
+    });
     const telemetry = composeTelemetry(this.metrics, logTelemetry(log), extraTelemetry);
     this.telemetry = telemetry;
-    this.broker = createBroker(config, log);
+    this.broker = worker ? worker.broker : createBroker(config, log);
     this.client = new MattermostClient({
       url: config.mattermostUrl,
       token: config.mattermostToken,
@@ -87,32 +96,53 @@ export class Gateway {
       token: () => this.config.mattermostToken,
       log,
       onHint: (reason) => this.sync.hintDirectory(reason),
-      onConfigChanged: () => void this.pluginSettings?.refresh("config_changed"),
+      onConfigChanged: () => this.secretSource.refresh(),
       maxBackoffMs: config.backoffMaxMs,
     });
-    if (config.settingsFromMattermost) {
-      this.pluginSettings = new PluginSettingsFollower({
-        client: this.client,
-        log,
-        overlapMs: config.secretOverlapMs,
-        refreshMs: config.directoryRefreshMs,
-        extra: () => staticSecrets(this.config),
-        onChange: (settings) => {
-          this.warnIfWeak(settings.secret);
-          this.onSecrets(this.secrets());
-          this.sharePluginSettings();
-        },
-      });
-    }
+    this.secretSource = new SecretSource({
+      config: () => this.config,
+      client: this.client,
+      log,
+      onSecrets,
+      onShared: (shared) => {
+        if (this.broker.isLeader) this.broker.sharePluginSettings(shared);
+      },
+    });
+    this.readiness = new Readiness(
+      {
+        tokenRejected: () => this.sync.health.tokenRejected,
+        settingsPending: () => this.secretSource.pending(),
+        brokerProblem: () => this.broker.problem(),
+        snapshotReady: () => this.snapshot.ready,
+        isLeader: () => this.broker.isLeader,
+        lastError: () => this.sync.health.lastError,
+        instance: worker && (() => worker.notReady()),
+      },
+      (text) => this.redact(text),
+    );
+    // A worker shows the instance: the primary's upstream health, every worker's sockets.
+    const health = (): Readonly<UpstreamHealth> => worker?.health() ?? this.sync.health;
+    const leader = (): boolean => (worker ? worker.leader() : this.broker.isLeader);
+    const sockets = (): number => worker?.instanceSockets()?.compat ?? this.hub.size;
+    const providers = (): number =>
+      worker?.instanceSockets()?.providers ?? this.hub.size + this.v2.stream.authenticated;
+    // Provider connections of the other workers count against PRESENCE_MAX_CONNECTIONS too.
+    const otherWorkers = (): number => worker?.otherConnections() ?? 0;
     const clientAddress = clientAddressFrom(config.trustedProxies);
     const authFailures = new AuthFailures(
-      new AuthFailureLimiter(config.authFailureBurst, config.authFailureWindowMs),
+      worker
+        ? worker.authFailureLimiter(config.authFailureBurst, config.authFailureWindowMs)
+        : new AuthFailureLimiter(config.authFailureBurst, config.authFailureWindowMs),
       log,
       clientAddress,
     );
+    // Budgets for the whole instance are split evenly between its workers (each worker holds
+    // its share of the sockets: node:cluster hands connections out in turn).
+    const share = (budget: number): number =>
+      worker && budget > 0 ? Math.max(1, Math.floor(budget / config.workers)) : budget;
     this.unsent = new UnsentBytes({
       perSocket: config.wsMaxBufferBytes,
-      total: config.maxBufferedTotalBytes,
+      total: share(config.maxBufferedTotalBytes),
       log,
       telemetry,
     });
@@ -123,7 +153,7 @@ export class Gateway {
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
       pingIntervalMs: config.wsPingIntervalMs,
-      resyncBytesPerSecond: config.resyncBytesPerSecond,
+      resyncBytesPerSecond: share(config.resyncBytesPerSecond),
       telemetry,
       clientAddress,
       unsent: this.unsent,
@@ -132,18 +162,19 @@ export class Gateway {
       snapshot: this.snapshot,
       log,
       tokens: () => (this.config.adminToken ? [this.config.adminToken] : this.secrets()),
-      sockets: () => this.hub.size,
+      sockets,
       health: () => {
-        const h = this.sync.health;
+        const h = health();
         return h.lastError === undefined ? h : { ...h, lastError: this.redact(h.lastError) };
       },
       notReadyReason: () => this.notReadyDetail(),
       mattermostUrl: config.mattermostUrl,
       pollIntervalMs: () => this.config.pollIntervalMs,
-      leader: () => this.broker.isLeader,
+      leader,
       clientAddress,
-      providers: () => providerSockets(this.hub, this.v2),
-      providerCount: () => this.hub.size + this.v2.stream.authenticated,
+      providers: () => (worker ? worker.instanceProviders() : this.providers()),
+      sessionKey: worker?.sessionKey,
+      providerCount: providers,
     });
     this.metrics.observe({
       countsByStatus: () => this.snapshot.countsByStatus(),
@@ -156,6 +187,7 @@ export class Gateway {
       lastSeq: () => this.snapshot.lastSeq,
       leader: () => this.broker.isLeader,
     });
+    if (worker) this.metrics.renderWith(() => worker.renderMetrics());
     this.v2 = presenceApiV2({
       snapshot: this.snapshot,
       log,
@@ -165,7 +197,7 @@ export class Gateway {
       maxBufferBytes: config.wsMaxBufferBytes,
       unsent: this.unsent,
       pingIntervalMs: config.wsPingIntervalMs,
-      otherSockets: () => this.hub.size,
+      otherSockets: () => this.hub.size + otherWorkers(),
       maxConnections: config.maxConnections,
       telemetry,
       clientAddress,
@@ -182,17 +214,17 @@ export class Gateway {
           secrets: () => this.secrets(),
           pageSize: () => this.pageSize(),
           notReadyReason: () => this.notReadyReason(),
-          hintUser: (id) => (this.broker.isLeader ? this.sync.hintUser(id) : this.broker.forwardHint(id)),
+          hintUser: (id) => this.hint(id),
           hintsPerAddress: config.hintsPerAddress,
           replayWindowMs: config.replayWindowMs,
           maxConnections: config.maxConnections,
-          otherSockets: () => this.v2.stream.authenticated,
+          otherSockets: () => this.v2.stream.authenticated + otherWorkers(),
           clientAddress,
           telemetry,
         }),
         healthApi({
           notReady: () => this.notReady(),
-          details: () => ({ users: this.snapshot.visible().length, sockets: this.hub.size }),
+          details: () => ({ users: this.snapshot.visible().length, sockets: sockets() }),
         }),
         metricsApi({ metrics: this.metrics, log, token: () => this.config.metricsToken }),
         this.admin,
@@ -202,6 +234,7 @@ export class Gateway {
     );
     this.snapshot.onChanges((changes) => {
       telemetry.statusChanges(changes.length);
+      if (worker) return; // the primary logs each change once for the instance
       for (const c of changes) {
         log.debug(
           { event: "status_change", userId: c.userId, status: c.status, seq: c.seq },
@@ -209,67 +242,113 @@ export class Gateway {
         );
       }
     });
+    this.components = new Components(this.componentList());
   }
 
   /**
-   * The old plugin's secret is served even when too short: refusing it would lock out every
-   * desktop of a drop-in migration. It is said loudly instead, on every change (and by `doctor`).
+   * Everything that runs, in start order; a failed start, stop and teardown walk it backwards.
+   * The primary of worker processes keeps only the Mattermost side; a worker never reads
+   * Mattermost itself (its broker never leads, so polling and events never start).
    */
-  private warnIfWeak(secret: string): void {
-    const weakness = secretWeakness(secret);
-    if (!weakness) return;
-    this.log.error(
-      { event: "weak_secret", source: "mattermost", length: secret.length, minLength: MIN_SECRET_LENGTH },
-      `the old plugin's secret in Mattermost is ${weakness}: anyone can guess it and open /status and /admin; regenerate it in System Console › Plugins › Outlook Presence, or set PRESENCE_SECRET: ${MAKE_A_SECRET}`,
-    );
+  private componentList(): Component[] {
+    const secrets: Component = {
+      name: "secrets",
+      // A worker adopts the settings the primary read.
+      start: () => (this.worker ? undefined : this.secretSource.seed()),
+      stop: () => undefined,
+    };
+    // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
+    const pools: Component[] = [
+      {
+        name: "compat-pool",
+        start: () => this.hub.start(),
+        stop: () => this.hub.close(),
+        terminate: () => this.hub.terminateAll(),
+      },
+      {
+        name: "v2-pool",
+        start: () => this.v2.stream.start(),
+        stop: () => this.v2.stream.close(),
+        terminate: () => this.v2.stream.terminateAll(),
+      },
+      { name: "unsent-cap", start: () => this.unsent.start(), stop: () => this.unsent.stop() },
+      { name: "admin", start: () => undefined, stop: () => this.admin.close() },
+    ];
+    // Before listening: an unreachable Redis is a startup error, with no port left bound.
+    const leadership: Component = {
+      name: "broker",
+      start: async () => {
+        this.broker.onHint((id) => this.sync.hintUser(id));
+        this.broker.onPluginSettings((shared) => this.secretSource.adopt(shared));
+        await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
+      },
+      stop: async () => {
+        this.events.stop();
+        this.secretSource.unfollow();
+        // Mattermost's answers are not needed any more: a hanging request must not hold the exit.
+        this.client.close();
+        await this.sync.stop();
+        await this.broker.stop();
+      },
+    };
+    const server: Component = {
+      name: "server",
+      start: () => this.listen(),
+      stop: () => {
+        const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+        this.server.closeIdleConnections();
+        return closed;
+      },
+      terminate: () => this.server.closeAllConnections(),
+    };
+    const readyWatch: Component = {
+      name: "ready-watch",
+      start: () => this.readiness.watchReady(() => this.logReady()),
+      stop: () => this.readiness.stopWatching(),
+    };
+    if (this.role.kind === "primary") return [secrets, leadership];
+    return [secrets, ...pools, leadership, server, readyWatch];
   }
 
   /** Accepted secrets, current first. */
   secrets(): readonly string[] {
-    return this.pluginSettings ? this.pluginSettings.accepted() : staticSecrets(this.config);
+    return this.secretSource.secrets();
   }
 
   /** PRESENCE_PAGE_SIZE when set, else the plugin's PerPageStatuses when read from Mattermost. */
   pageSize(): number {
-    const fromMattermost = this.pluginSettings?.settings?.pageSize;
-    return this.config.pageSizeExplicit || fromMattermost === undefined
-      ? this.config.pageSize
-      : fromMattermost;
+    return this.secretSource.pageSize();
   }
 
   /** Why the gateway is not ready (undefined when it is), with Mattermost's error text if any. */
   notReady(): NotReady | undefined {
-    if (this.sync.health.tokenRejected) return { reason: "token_rejected" };
-    if (this.pluginSettings && !this.pluginSettings.settings) {
-      return { reason: "settings_pending", detail: this.pluginSettings.lastError };
-    }
-    const cutOff = this.broker.problem();
-    if (cutOff) return { reason: "redis_unreachable", detail: cutOff };
-    if (!this.snapshot.ready) {
-      if (!this.broker.isLeader) return { reason: "waiting_for_leader" };
-      return { reason: "snapshot_pending", detail: this.sync.health.lastError };
-    }
-    return undefined;
+    return this.readiness.notReady();
   }
 
   /** What any client may be told: one fixed sentence per reason, never Mattermost's text. */
   notReadyReason(): string | undefined {
-    const notReady = this.notReady();
-    return notReady && NOT_READY_MESSAGES[notReady.reason];
+    return this.readiness.reason();
   }
 
   /** For the admin page: the reason and Mattermost's last error, secrets and tokens redacted. */
   notReadyDetail(): string | undefined {
-    const notReady = this.notReady();
-    if (!notReady) return undefined;
-    const message = NOT_READY_MESSAGES[notReady.reason];
-    return notReady.detail ? `${message}: ${this.redact(notReady.detail)}` : message;
+    return this.readiness.detail();
   }
 
   /** `text` without the token or any secret the gateway holds (see redactSecrets). */
   redact(text: string): string {
     const c = this.config;
     return redactSecrets(text, [c.mattermostToken, c.metricsToken, c.adminToken, ...this.secrets()]);
+  }
+
+  /** This process's provider sockets of both pools (copies), for the admin page's list. */
+  providers(): ProviderSocket[] {
+    return [...this.hub.list(), ...this.v2.stream.list()];
+  }
+
+  /** A /status/publish hint: re-read that user now (on the leader), or pass it to the leader. */
+  hint(userId: string): boolean {
+    return this.broker.isLeader ? this.sync.hintUser(userId) : this.broker.forwardHint(userId);
   }
 
   /**
@@ -280,104 +359,56 @@ export class Gateway {
     if (leader) {
       this.sync.start();
       this.events.start();
-      this.pluginSettings?.start();
-      this.sharePluginSettings();
+      this.secretSource.follow();
     } else {
       this.events.stop();
-      this.pluginSettings?.stop();
+      this.secretSource.unfollow();
       void this.sync.stop();
     }
   }
 
-  private sharePluginSettings(): void {
-    const shared = this.pluginSettings?.shared();
-    if (shared && this.broker.isLeader) this.broker.sharePluginSettings(shared);
-  }
-
   /**
-   * Subscribes the socket pools, starts the broker (which starts polling once this instance
-   * leads), then listens; resolves with the base URL once the port is bound. When the
-   * secret comes from Mattermost, a setting only an admin can fix (no permission, no secret,
-   * masked) rejects with PluginSettingsError before listening; an unreachable Mattermost does
-   * not: the gateway starts, not ready, and keeps trying.
+   * Starts every component in order: reads the secret when it comes from Mattermost, subscribes
+   * the socket pools, starts the broker (which starts polling once this instance leads), then
+   * listens; resolves with the base URL once the port is bound ("" for a primary, which does not
+   * listen). A setting only an admin can fix rejects with PluginSettingsError before listening;
+   * an unreachable Mattermost does not: the gateway starts, not ready, and keeps trying.
    */
   async start(): Promise<string> {
-    this.onSecrets(this.secrets());
-    if (this.pluginSettings) {
-      try {
-        this.pluginSettings.seed(await fetchPluginSettings(this.client));
-      } catch (err) {
-        if (err instanceof PluginSettingsError) throw err;
-        this.log.warn(
-          { event: "plugin_settings_failed", reason: "startup" },
-          `cannot read the plugin's settings yet (${(err as Error).message}); retrying`,
-        );
-      }
-    }
-    // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
-    this.hub.start();
-    this.v2.stream.start();
-    this.unsent.start();
-    // Before listening: an unreachable Redis is a startup error, with no port left bound.
-    this.broker.onHint((id) => this.sync.hintUser(id));
-    this.broker.onPluginSettings((shared) => this.pluginSettings?.adopt(shared));
-    try {
-      await this.broker.start(this.snapshot, (leader) => this.onLeadership(leader));
-    } catch (err) {
-      this.hub.close();
-      this.v2.stream.close();
-      this.unsent.stop();
-      throw err;
-    }
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.server.once("error", reject);
-        this.server.listen(this.config.port, this.config.host, () => {
-          this.server.off("error", reject);
-          resolve();
-        });
-      });
-    } catch (err) {
-      this.events.stop();
-      await this.sync.stop();
-      await this.broker.stop();
-      this.hub.close();
-      this.v2.stream.close();
-      this.unsent.stop();
-      throw err;
-    }
-    const addr = this.server.address() as AddressInfo;
-    const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
-    const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${addr.port}`;
-    this.log.info({ event: "listening", host: addr.address, port: addr.port }, `gateway listening on ${url}`);
-    this.watchReady();
-    return url;
+    await this.components.start();
+    return this.url;
   }
 
-  /**
-   * Logs `ready` once, the first time the gateway can serve `/status`. Readiness has several
-   * sources (the first snapshot, a follower's copy from Redis, the secret read from Mattermost),
-   * none of which announces itself, so it is checked on a short timer until then.
-   */
-  private watchReady(): void {
-    const check = () => {
-      if (this.notReadyReason() !== undefined) return;
-      clearInterval(this.readyWatch);
-      const users = this.snapshot.visible().length;
-      const pageSize = this.pageSize();
-      this.log.info(
-        {
-          event: "ready",
-          users,
-          pages: Math.ceil(users / pageSize),
-          leader: this.broker.isLeader,
-          startupMs: Date.now() - this.startedAt,
-        },
-        `gateway ready: serving ${users} users`,
-      );
-    };
-    this.readyWatch = setInterval(check, 100).unref();
-    check();
+  private async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.config.port, this.config.host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    const addr = this.server.address() as AddressInfo;
+    const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+    this.url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${addr.port}`;
+    // With worker processes, the primary says `listening` once for the whole instance.
+    const event = this.worker ? "worker_listening" : "listening";
+    this.log.info({ event, host: addr.address, port: addr.port }, `gateway listening on ${this.url}`);
+  }
+
+  /** The one `ready` log line (a worker's is `worker_ready`: the primary speaks for the instance). */
+  private logReady(): void {
+    const users = this.snapshot.visible().length;
+    const pageSize = this.pageSize();
+    this.log.info(
+      {
+        event: this.worker ? "worker_ready" : "ready",
+        users,
+        pages: Math.ceil(users / pageSize),
+        leader: this.broker.isLeader,
+        startupMs: Date.now() - this.startedAt,
+      },
+      `gateway ready: serving ${users} users`,
+    );
   }
 
   /** Replaces the secret(s) and token without dropping sockets (SIGHUP). */
@@ -394,7 +425,7 @@ export class Gateway {
     this.client.setToken(next.mattermostToken);
     // A rejected token waits out the longest backoff; a new one is tried at once.
     if (tokenChanged) this.sync.retryNow();
-    this.onSecrets(this.secrets());
+    this.secretSource.reloaded();
     this.log.info({ event: "reloaded" }, "secret and token reloaded");
   }
 
@@ -403,33 +434,6 @@ export class Gateway {
    * in-flight responses finish, and resolves within graceMs.
    */
   async stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
-    clearInterval(this.readyWatch);
-    this.events.stop();
-    this.pluginSettings?.stop();
-    // Mattermost's answers are not needed any more: a hanging request must not hold the exit.
-    this.client.close();
-    const syncStopped = this.sync.stop().then(() => this.broker.stop());
-    this.hub.close();
-    this.v2.stream.close();
-    this.unsent.stop();
-    this.admin.close();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-    await Promise.race([Promise.all([closed, syncStopped]), timeout]);
-    this.hub.terminateAll();
-    this.v2.stream.terminateAll();
-    this.server.closeAllConnections();
+    await this.components.stop(graceMs);
   }
-}
-
-/** PRESENCE_SECRET and PRESENCE_SECRET_PREVIOUS, those that are set. */
-function staticSecrets(config: Config): string[] {
-  return [config.secret, config.secretPrevious].filter((s): s is string => s !== undefined);
-}
-
-/** Both pools' sockets, for the admin page's list of providers. */
-function* providerSockets(hub: WsHub, v2: V2Api): Iterable<ProviderSocket> {
-  yield* hub.list();
-  yield* v2.stream.list();
 }

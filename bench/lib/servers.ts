@@ -92,6 +92,12 @@ export async function startGatewayHost(env: Record<string, string>): Promise<Hos
   return { ...h, url: h.ready.url as string };
 }
 
+/** An instance with worker processes (bench/hosts/cluster-host.ts): set PRESENCE_WORKERS in `env`. */
+export async function startClusterHost(env: Record<string, string>): Promise<Host & { url: string }> {
+  const h = await startHost(hostScript("cluster-host"), [], { env }, 180_000);
+  return { ...h, url: h.ready.url as string };
+}
+
 export async function startBareWs(): Promise<Host & { url: string }> {
   const h = await startHost(hostScript("bare-ws-host"), [], { execArgv: ["--expose-gc"] });
   return { ...h, url: h.ready.url as string };

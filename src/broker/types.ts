@@ -31,7 +31,7 @@ export interface SharedPluginSettings {
  *   numbered published); a replica's resync difference is sent in a fork epoch of its own.
  */
 export interface Broker {
-  readonly kind: "memory" | "redis";
+  readonly kind: "memory" | "redis" | "primary";
   /** True while this replica is the one that talks to Mattermost. */
   readonly isLeader: boolean;
   /**

@@ -1,9 +1,13 @@
+import cluster from "node:cluster";
 import { ConfigError, loadConfig, type Config } from "../config/load.js";
 import { Gateway } from "../gateway.js";
 import { watchSecretFiles } from "../config/watch-secrets.js";
-import { SecretScrubber, createLogger } from "../log.js";
+import { destination as pinoDestination } from "pino";
+import { SecretScrubber, createLogger, defaultDestination, type Logger } from "../log.js";
 import { PluginSettingsError } from "../mattermost/plugin-settings.js";
 import { BrokerError } from "../broker/index.js";
+import { ClusterPrimary } from "../cluster/primary.js";
+import { runWorker } from "../cluster/worker.js";
 
 export function secretsOf(config: Config): string[] {
   return [
@@ -15,7 +19,13 @@ export function secretsOf(config: Config): string[] {
   ];
 }
 
-/** `outlook-presence start`: the gateway, until SIGTERM or SIGINT. */
+type ReloadReason = "SIGHUP" | "file_changed";
+
+/**
+ * `outlook-presence start`: the gateway, until SIGTERM or SIGINT. With PRESENCE_WORKERS=1, one
+ * process does everything; above that, this process is the primary (it alone talks to Mattermost
+ * and Redis) and forks the workers, which run this same command (see src/cluster).
+ */
 export async function runStart(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(
@@ -36,48 +46,82 @@ export async function runStart(argv: string[]): Promise<number> {
   }
   const scrubber = new SecretScrubber();
   scrubber.set(secretsOf(config));
-  const log = createLogger(config.logLevel, scrubber);
-  for (const w of warnings) log.warn({ event: "config_warning" }, w);
+  const onSecrets = (secrets: readonly string[]) => scrubber.add(secrets);
 
-  const gateway = new Gateway(config, log, undefined, (secrets) => scrubber.add(secrets));
+  /** Re-reads the token and secrets (SIGHUP: always; a changed file: only when a value differs). */
+  const reloader =
+    (log: Logger) =>
+    (gateway: Gateway, reason: ReloadReason): boolean => {
+      try {
+        const next = loadConfig(argv).config;
+        if (reason === "file_changed" && secretsOf(next).join("\n") === secretsOf(config).join("\n")) {
+          return false;
+        }
+        scrubber.add(secretsOf(next));
+        log.info({ event: "reload", reason }, `re-reading the secret and token (${reason})`);
+        gateway.reload(next);
+        config = next;
+        return true;
+      } catch (err) {
+        log.error(
+          { event: "reload_failed", reason, err: (err as Error).message },
+          "reload failed; keeping the current settings",
+        );
+        return false;
+      }
+    };
+
+  // With workers, every process writes to the same stdout: one write per line (atomic on a pipe
+  // up to 4 KiB) so that lines of different processes never interleave mid-line.
+  const destination =
+    config.workers > 1 && !process.stdout.isTTY
+      ? pinoDestination({ dest: 1, sync: true })
+      : defaultDestination();
+  if (cluster.isWorker) {
+    const id = process.env.PRESENCE_WORKER_ID ?? String(cluster.worker?.id ?? 0);
+    const log = createLogger(config.logLevel, scrubber, destination).child({ worker: id });
+    const reload = reloader(log);
+    return runWorker(config, log, onSecrets, (gateway, reason) => void reload(gateway, reason));
+  }
+
+  const log = createLogger(config.logLevel, scrubber, destination);
+  for (const w of warnings) log.warn({ event: "config_warning" }, w);
+  const workers = config.workers > 1 ? config.workers : 0;
+  const gateway = new Gateway(config, log, undefined, onSecrets, {
+    kind: workers > 0 ? "primary" : "single",
+  });
+  const primary =
+    workers > 0
+      ? new ClusterPrimary({
+          gateway,
+          log,
+          workers,
+          authFailureBurst: config.authFailureBurst,
+          authFailureWindowMs: config.authFailureWindowMs,
+        })
+      : undefined;
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof PluginSettingsError) {
-      log.fatal({ event: "plugin_settings_unusable", problem: err.problem }, err.message);
-      log.flush();
-      process.stderr.write(`outlook-presence: ${err.message}\n`);
-      return 2;
+    return startFailed(err, log, config);
+  }
+  if (primary) {
+    try {
+      const port = await primary.start();
+      log.info(
+        { event: "listening", host: config.host, port, workers },
+        `gateway listening on ${config.host}:${port} with ${workers} workers`,
+      );
+    } catch (err) {
+      await gateway.stop(1000);
+      return startFailed(err, log, config);
     }
-    if (err instanceof BrokerError) {
-      log.fatal({ event: "broker_unreachable" }, err.message);
-      log.flush();
-      process.stderr.write(`outlook-presence: ${err.message}\n`);
-      return 1;
-    }
-    log.fatal(
-      { event: "listen_failed", err: (err as Error).message },
-      `cannot listen on ${config.host}:${config.port}`,
-    );
-    log.flush();
-    return 1;
   }
 
-  /** Re-reads the token and secrets (SIGHUP: always; a changed file: only when a value differs). */
-  const reload = (reason: "SIGHUP" | "file_changed"): void => {
-    try {
-      const next = loadConfig(argv).config;
-      if (reason === "file_changed" && secretsOf(next).join("\n") === secretsOf(config).join("\n")) return;
-      scrubber.add(secretsOf(next));
-      log.info({ event: "reload", reason }, `re-reading the secret and token (${reason})`);
-      gateway.reload(next);
-      config = next;
-    } catch (err) {
-      log.error(
-        { event: "reload_failed", reason, err: (err as Error).message },
-        "reload failed; keeping the current settings",
-      );
-    }
+  const reloadOne = reloader(log);
+  const reload = (reason: ReloadReason): void => {
+    // The workers read the same files and environment, so each reloads itself.
+    if (reloadOne(gateway, reason) || reason === "SIGHUP") primary?.reload(reason);
   };
   const unwatch = watchSecretFiles(Object.values(config.secretFiles), () => reload("file_changed"), {
     onError: (err) =>
@@ -93,8 +137,10 @@ export async function runStart(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       unwatch();
-      log.info({ event: "stopping", signal, sockets: gateway.hub.size }, "stopping");
-      void gateway.stop().then(() => {
+      const sockets = primary ? primary.sockets : gateway.hub.size;
+      log.info({ event: "stopping", signal, sockets }, "stopping");
+      const graceMs = config.shutdownGraceMs;
+      void Promise.all([gateway.stop(graceMs), primary?.stop(graceMs)]).then(() => {
         log.info({ event: "stopped" }, "stopped");
         log.flush();
         resolve(0);
@@ -104,4 +150,26 @@ export async function runStart(argv: string[]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
     process.on("SIGHUP", () => reload("SIGHUP"));
   });
+}
+
+/** The exit code (and the one fatal line) for a gateway that could not start. */
+function startFailed(err: unknown, log: Logger, config: Config): number {
+  if (err instanceof PluginSettingsError) {
+    log.fatal({ event: "plugin_settings_unusable", problem: err.problem }, err.message);
+    log.flush();
+    process.stderr.write(`outlook-presence: ${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof BrokerError) {
+    log.fatal({ event: "broker_unreachable" }, err.message);
+    log.flush();
+    process.stderr.write(`outlook-presence: ${err.message}\n`);
+    return 1;
+  }
+  log.fatal(
+    { event: "listen_failed", err: (err as Error).message },
+    `cannot listen on ${config.host}:${config.port}`,
+  );
+  log.flush();
+  return 1;
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { LOG_LEVELS, SETTINGS, flagName, type SettingEnv, type SettingSpec } from "./schema.js";
@@ -40,6 +41,8 @@ export interface Config {
   /** Unsent bytes of all sockets together (both pools); over it the largest holders are closed. */
   maxBufferedTotalBytes: number;
   maxConnections: number;
+  /** Worker processes serving connections (src/cluster); 1: one process, as before workers. */
+  workers: number;
   wsPingIntervalMs: number;
   shutdownGraceMs: number;
   authFailureBurst: number;
@@ -164,6 +167,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_WS_MAX_BUFFER_BYTES: "wsMaxBufferBytes",
   PRESENCE_MAX_BUFFERED_TOTAL_BYTES: "maxBufferedTotalBytes",
   PRESENCE_MAX_CONNECTIONS: "maxConnections",
+  PRESENCE_WORKERS: "workers",
   PRESENCE_WS_PING_INTERVAL_MS: "wsPingIntervalMs",
   PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",
   PRESENCE_AUTH_FAILURE_BURST: "authFailureBurst",
@@ -429,6 +433,8 @@ export function loadConfig(
       }
     }
     raw ??= spec.default;
+    // The one setting whose default depends on the host: a worker per core the process may use.
+    if (spec.env === "PRESENCE_WORKERS" && raw === "auto") raw = String(defaultWorkers());
     if (raw === undefined) {
       if (spec.required) problems.push(`${describe(spec)}: required, ${spec.help}`);
       continue;
@@ -468,6 +474,26 @@ export function loadConfig(
   if (typeof out.mattermostUrl === "string") out.mattermostUrl = out.mattermostUrl.replace(/\/+$/, "");
   out.secretFiles = secretFiles;
   return { config: out as unknown as Config, warnings: unknownPresenceVars(env) };
+}
+
+/**
+ * PRESENCE_WORKERS=auto: one worker per core this process may use, that is the CPUs it may run
+ * on, capped by a cgroup v2 CPU quota (a container's `--cpus`, Kubernetes' `limits.cpu`), which
+ * availableParallelism() does not see: a 2-CPU pod on a 64-core node gets 2 workers, not 64.
+ */
+export function defaultWorkers(cpuMax = "/sys/fs/cgroup/cpu.max"): number {
+  const cores = availableParallelism();
+  let text: string;
+  try {
+    text = readFileSync(cpuMax, "utf8");
+  } catch {
+    return cores; // no cgroup v2 quota to read: not in a container, or cgroup v1
+  }
+  const [quota, period] = text.trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period);
+  if (quota === "max" || !(q > 0) || !(p > 0)) return cores;
+  return Math.max(1, Math.min(cores, Math.ceil(q / p)));
 }
 
 /** Settles how Redis is reached: REDIS_URL, or Sentinel from the URL or from REDIS_SENTINELS. */

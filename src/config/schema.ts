@@ -195,6 +195,14 @@ export const SETTINGS = [
     help: "server pings every socket this often; one without a pong by the next ping is dropped",
   },
   {
+    env: "PRESENCE_WORKERS",
+    kind: "int",
+    default: "auto",
+    min: 1,
+    max: 256,
+    help: "processes accepting connections on the port, fed by one primary that alone talks to Mattermost (auto: one per core); 1: a single process, no cluster",
+  },
+  {
     env: "PRESENCE_SHUTDOWN_GRACE_MS",
     kind: "int",
     default: "10000",

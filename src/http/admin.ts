@@ -33,7 +33,9 @@ export interface AdminDeps {
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
   /** Every open provider socket, both protocols (the page lists at most PROVIDERS_MAX). */
-  providers?: () => Iterable<ProviderSocket>;
+  providers?: () => Iterable<ProviderSocket> | Promise<Iterable<ProviderSocket>>;
+  /** Signs session cookies; default a random key per process (worker processes share one). */
+  sessionKey?: Buffer;
   /** Connected providers of both protocols (the card and the chart); default `sockets`. */
   providerCount?: () => number;
   /** How often the chart's provider count is sampled (default 10 s). */
@@ -125,7 +127,7 @@ const changeJson = (c: Change) => ({
  */
 export function adminApi(deps: AdminDeps): AdminApi {
   const now = deps.now ?? Date.now;
-  const sessionKey = randomBytes(32);
+  const sessionKey = deps.sessionKey ?? randomBytes(32);
   const signature = (token: string, issuedAt: number): string =>
     createHmac("sha256", sessionKey).update(`${issuedAt}\n${token}`).digest("base64url");
   const sessionOf = (token: string): string => {
@@ -331,7 +333,15 @@ export function adminApi(deps: AdminDeps): AdminApi {
   }
 
   function providers(req: IncomingMessage, res: ServerResponse, url: RequestUrl): void {
-    sendJson(res, 200, listProviders(deps.providers?.() ?? [], url.searchParams.get("address") ?? ""));
+    const address = url.searchParams.get("address") ?? "";
+    // With worker processes the list is gathered from every worker (asynchronously).
+    void Promise.resolve(deps.providers?.() ?? []).then(
+      (list) => sendJson(res, 200, listProviders(list, address)),
+      (err: Error) => {
+        deps.log.error({ event: "admin_providers_failed", err: err.message }, "cannot list the providers");
+        if (!res.headersSent) sendJson(res, 503, JSON.parse(errorBody("not_ready", err.message)) as object);
+      },
+    );
   }
 
   return {

@@ -40,6 +40,8 @@ const DIRECTORY_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 export class GatewayMetrics implements Telemetry {
   readonly registry = new Registry();
   private source: MetricsSource | undefined;
+  /** Set in a worker process: /metrics answers for the whole instance (see src/cluster). */
+  private renderer: (() => Promise<string>) | undefined;
 
   private readonly wsOpened: Counter;
   private readonly wsMessages: Counter;
@@ -64,22 +66,36 @@ export class GatewayMetrics implements Telemetry {
   private readonly directorySeconds: Histogram;
   private readonly changes: Counter;
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  constructor(
+    opts: {
+      defaultMetrics?: boolean;
+      /**
+       * With worker processes: this process's name ("primary" or the worker's number). The
+       * process metrics (CPU, memory, event loop) and `worker_connections` carry it as a `worker`
+       * label, since they are per process; every other metric is summed (or maxed) over the
+       * instance by the primary, as each metric's `aggregator` says.
+       */
+      worker?: string;
+    } = {},
+  ) {
     const registers = [this.registry];
     const p = METRICS_PREFIX;
+    const labels = opts.worker === undefined ? undefined : { worker: opts.worker };
     // Node's default metrics keep their conventional names (process_*, nodejs_*), which the
     // standard Node.js dashboards and alerts query; only this service's own metrics are prefixed.
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, labels });
     const src = (): MetricsSource | undefined => this.source;
 
     new Gauge({
       name: `${p}build_info`,
+      aggregator: "first",
       help: "Always 1; the version label says which gateway runs",
       labelNames: ["version"],
       registers,
     }).set({ version: VERSION }, 1);
     new Gauge({
       name: `${p}leader`,
+      aggregator: "max",
       help: "1 when this instance polls Mattermost (always 1 without REDIS_URL; with Redis, the lease holder)",
       registers,
       collect() {
@@ -88,6 +104,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}ready`,
+      aggregator: "min",
       help: "1 once the first snapshot is loaded and the token accepted (what /readyz says)",
       registers,
       collect() {
@@ -96,6 +113,20 @@ export class GatewayMetrics implements Telemetry {
     });
 
     // ---- providers (compat WebSocket and /status) ----
+    // Only workers hold sockets; the primary of worker processes holds none.
+    if (opts.worker !== undefined && opts.worker !== "primary") {
+      const worker = opts.worker;
+      new Gauge({
+        name: `${p}worker_connections`,
+        help: "Open provider WebSockets (both protocols) held by each process of the instance, by worker",
+        labelNames: ["worker"],
+        registers,
+        collect() {
+          const s = src();
+          this.set({ worker }, (s?.sockets() ?? 0) + (s?.v2Sockets?.() ?? 0));
+        },
+      });
+    }
     new Gauge({
       name: `${p}ws_connections`,
       help: "Open provider WebSockets",
@@ -196,6 +227,7 @@ export class GatewayMetrics implements Telemetry {
     });
     this.pollRequests = new Gauge({
       name: `${p}poll_status_requests`,
+      aggregator: "max",
       help: "Status requests the last poll cycle needed (users / 200, rounded up)",
       registers,
     });
@@ -207,6 +239,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}last_successful_poll_age_seconds`,
+      aggregator: "min",
       help: "Seconds since the last poll cycle that succeeded (+Inf before the first)",
       registers,
       collect() {
@@ -217,6 +250,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}last_successful_poll_timestamp_seconds`,
+      aggregator: "max",
       help: "Unix time of the last poll cycle that succeeded (0 before the first)",
       registers,
       collect() {
@@ -225,6 +259,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}upstream_consecutive_failures`,
+      aggregator: "max",
       help: "Poll cycles failed in a row (0 when Mattermost answers)",
       registers,
       collect() {
@@ -233,6 +268,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}upstream_token_rejected`,
+      aggregator: "max",
       help: "1 while Mattermost answers 401 to the token",
       registers,
       collect() {
@@ -243,6 +279,7 @@ export class GatewayMetrics implements Telemetry {
     // ---- the snapshot ----
     new Gauge({
       name: `${p}users`,
+      aggregator: "max",
       help: "Users the providers see (active, with an email), by status",
       labelNames: ["status"],
       registers,
@@ -253,6 +290,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}directory_users`,
+      aggregator: "max",
       help: "Active users in Mattermost's directory, bots and users without a visible email included",
       registers,
       collect() {
@@ -261,6 +299,7 @@ export class GatewayMetrics implements Telemetry {
     });
     new Gauge({
       name: `${p}users_without_email`,
+      aggregator: "max",
       help: "Active users the token sees without an email (left out of /status)",
       registers,
       collect() {
@@ -269,11 +308,13 @@ export class GatewayMetrics implements Telemetry {
     });
     this.changes = new Counter({
       name: `${p}status_changes_total`,
+      aggregator: "max",
       help: "Status changes published to this instance's clients since start (the first load is none)",
       registers,
     });
     new Gauge({
       name: `${p}change_seq`,
+      aggregator: "max",
       help: "Sequence number of the last status change; replicas in step show the leader's",
       registers,
       collect() {
@@ -291,9 +332,14 @@ export class GatewayMetrics implements Telemetry {
     return this.registry.contentType;
   }
 
-  /** The Prometheus text exposition of every metric. */
+  /** The Prometheus text exposition of every metric (of the whole instance, in a worker). */
   render(): Promise<string> {
-    return this.registry.metrics();
+    return this.renderer ? this.renderer() : this.registry.metrics();
+  }
+
+  /** A worker's /metrics asks the primary, which sums every process's metrics. */
+  renderWith(renderer: () => Promise<string>): void {
+    this.renderer = renderer;
   }
 
   // ---- Telemetry ----

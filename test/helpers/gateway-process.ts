@@ -5,6 +5,13 @@ import { fileURLToPath } from "node:url";
 /** dist/src/cli/main.js, next to this compiled file's dist/test/helpers/. */
 export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
+/**
+ * PRESENCE_WORKERS for every CLI a test starts, unless the test sets it: 1 (one process, the
+ * default here whatever the host's cores), or TEST_PRESENCE_WORKERS to run the same tests
+ * against an instance with worker processes (CI runs test/integration once with 2).
+ */
+export const TEST_WORKERS = process.env.TEST_PRESENCE_WORKERS ?? "1";
+
 export interface LogLine {
   level: string;
   event?: string;
@@ -32,7 +39,14 @@ export class GatewayProcess {
     // `ip netns exec` execs the command: the child's pid is the gateway's.
     if (place.netns) argv.unshift("ip", "netns", "exec", place.netns);
     const child = spawn(argv[0]!, argv.slice(1), {
-      env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "debug", ...env },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOST: "127.0.0.1",
+        PORT: "0",
+        LOG_LEVEL: "debug",
+        PRESENCE_WORKERS: TEST_WORKERS,
+        ...env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const gw = new GatewayProcess(child);
@@ -102,7 +116,7 @@ export async function runCli(
   timeoutMs = 10_000,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    env: { PATH: process.env.PATH ?? "", PRESENCE_WORKERS: TEST_WORKERS, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
