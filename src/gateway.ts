@@ -18,10 +18,10 @@ import { compatApi } from "./http/compat.js";
 import { NOT_READY_MESSAGES, healthApi, type NotReady } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
-import { UnsentBytes } from "./http/unsent-bytes.js";
+import type { UnsentBytes } from "./http/sockets/unsent-bytes.js";
+import { SocketPool } from "./http/sockets/pool.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
-import type { ProviderSocket } from "./http/provider-sockets.js";
 import { GatewayMetrics, composeTelemetry, logTelemetry, metricsApi } from "./metrics/index.js";
 import { NO_TELEMETRY, type Telemetry } from "./telemetry.js";
 
@@ -34,8 +34,11 @@ export class Gateway {
   readonly snapshot = new PresenceSnapshot();
   readonly client: MattermostClient;
   readonly sync: PresenceSync;
+  /** Every WebSocket, both protocols: admission, buffer cap, dead peers, closes (http/sockets). */
+  readonly sockets: SocketPool;
+  /** The compat `/ws` protocol on the pool. */
   readonly hub: WsHub;
-  /** The unsent-bytes cap every write on every WebSocket (both pools) goes through. */
+  /** The unsent-bytes cap every write on every WebSocket (both protocols) goes through. */
   readonly unsent: UnsentBytes;
   /** API v2: /api/v2/presence, /api/v2/stream (resumable), /api/v2/openapi.json. */
   readonly v2: V2Api;
@@ -110,23 +113,24 @@ export class Gateway {
       log,
       clientAddress,
     );
-    this.unsent = new UnsentBytes({
-      perSocket: config.wsMaxBufferBytes,
-      total: config.maxBufferedTotalBytes,
+    this.sockets = new SocketPool({
       log,
       telemetry,
+      maxConnections: config.maxConnections,
+      pingIntervalMs: config.wsPingIntervalMs,
+      maxBufferBytes: config.wsMaxBufferBytes,
+      maxBufferedTotalBytes: config.maxBufferedTotalBytes,
+      clientAddress,
     });
+    this.unsent = this.sockets.unsent;
     this.hub = new WsHub({
+      pool: this.sockets,
       snapshot: this.snapshot,
-      log,
       keepaliveMs: config.keepaliveMs,
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
-      pingIntervalMs: config.wsPingIntervalMs,
       resyncBytesPerSecond: config.resyncBytesPerSecond,
       telemetry,
-      clientAddress,
-      unsent: this.unsent,
     });
     this.admin = adminApi({
       snapshot: this.snapshot,
@@ -143,8 +147,8 @@ export class Gateway {
       leader: () => this.broker.isLeader,
       clientAddress,
       authFailures,
-      providers: () => providerSockets(this.hub, this.v2),
-      providerCount: () => this.hub.size + this.v2.stream.authenticated,
+      providers: () => this.sockets.list(),
+      providerCount: () => this.sockets.connections,
     });
     this.metrics.observe({
       countsByStatus: () => this.snapshot.countsByStatus(),
@@ -163,11 +167,7 @@ export class Gateway {
       secrets: () => this.secrets(),
       notReadyReason: () => this.notReadyReason(),
       retainedChanges: config.v2RetainedChanges,
-      maxBufferBytes: config.wsMaxBufferBytes,
-      unsent: this.unsent,
-      pingIntervalMs: config.wsPingIntervalMs,
-      otherSockets: () => this.hub.size,
-      maxConnections: config.maxConnections,
+      pool: this.sockets,
       telemetry,
       clientAddress,
       authFailures,
@@ -186,8 +186,6 @@ export class Gateway {
           hintUser: (id) => (this.broker.isLeader ? this.sync.hintUser(id) : this.broker.forwardHint(id)),
           hintsPerAddress: config.hintsPerAddress,
           replayWindowMs: config.replayWindowMs,
-          maxConnections: config.maxConnections,
-          otherSockets: () => this.v2.stream.authenticated,
           authFailures,
           clientAddress,
           telemetry,
@@ -319,7 +317,7 @@ export class Gateway {
     // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
     this.hub.start();
     this.v2.stream.start();
-    this.unsent.start();
+    this.sockets.start();
     // Before listening: an unreachable Redis is a startup error, with no port left bound.
     this.broker.onHint((id) => this.sync.hintUser(id));
     this.broker.onPluginSettings((shared) => this.pluginSettings?.adopt(shared));
@@ -328,7 +326,7 @@ export class Gateway {
     } catch (err) {
       this.hub.close();
       this.v2.stream.close();
-      this.unsent.stop();
+      this.sockets.stop();
       throw err;
     }
     try {
@@ -345,7 +343,7 @@ export class Gateway {
       await this.broker.stop();
       this.hub.close();
       this.v2.stream.close();
-      this.unsent.stop();
+      this.sockets.stop();
       throw err;
     }
     const addr = this.server.address() as AddressInfo;
@@ -413,14 +411,13 @@ export class Gateway {
     const syncStopped = this.sync.stop().then(() => this.broker.stop());
     this.hub.close();
     this.v2.stream.close();
-    this.unsent.stop();
+    this.sockets.stop();
     this.admin.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.all([closed, syncStopped]), timeout]);
-    this.hub.terminateAll();
-    this.v2.stream.terminateAll();
+    this.sockets.terminateAll();
     this.server.closeAllConnections();
   }
 }
@@ -428,10 +425,4 @@ export class Gateway {
 /** PRESENCE_SECRET and PRESENCE_SECRET_PREVIOUS, those that are set. */
 function staticSecrets(config: Config): string[] {
   return [config.secret, config.secretPrevious].filter((s): s is string => s !== undefined);
-}
-
-/** Both pools' sockets, for the admin page's list of providers. */
-function* providerSockets(hub: WsHub, v2: V2Api): Iterable<ProviderSocket> {
-  yield* hub.list();
-  yield* v2.stream.list();
 }

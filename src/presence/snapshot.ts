@@ -83,7 +83,6 @@ export class PresenceSnapshot {
   /** Bumped whenever the visible list's membership or order changes (every page may move). */
   private layoutVersion = 0;
   private dirtyVisible = new Set<number>();
-  private keepaliveCursor = 0;
   /** Bumped when the layout or a detail changes (see `version`). */
   private stateVersion = 0;
 
@@ -373,13 +372,6 @@ export class PresenceSnapshot {
     const indices = this.dirtyVisible;
     this.dirtyVisible = new Set();
     return { layoutVersion: this.layoutVersion, indices };
-  }
-
-  /** The next visible user for the keepalive, round-robin. */
-  nextKeepalive(): PresenceUser | undefined {
-    if (this.visibleList.length === 0) return undefined;
-    if (this.keepaliveCursor >= this.visibleList.length) this.keepaliveCursor = 0;
-    return this.visibleList[this.keepaliveCursor++];
   }
 
   private change(userId: string, email: string, status: ProviderStatus, at: number): Change {
