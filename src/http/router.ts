@@ -204,12 +204,14 @@ export function createHttpServer(
   });
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => undefined);
+    socket.on("error", ignoreError);
     const url = parseUrl(req);
     const route = url && upgrades.get(normalize(url.pathname));
     if (!url || !route) return refuseUpgrade(socket, "not_found", "no such path");
     try {
       route.handle(req, socket, head, url);
+      // Accepted: `ws` listens for the socket's errors now; one listener less per open socket.
+      if (socket.listenerCount("error") > 1) socket.off("error", ignoreError);
     } catch (err) {
       log.error(
         { event: "upgrade_error", url: redactUrl(req.url ?? ""), err: (err as Error).stack },
@@ -240,3 +242,6 @@ export function createHttpServer(
   });
   return server;
 }
+
+/** Errors of a socket being upgraded (a refused one is answered and closed; `ws` takes the rest). */
+function ignoreError(): void {}

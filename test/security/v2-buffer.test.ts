@@ -174,9 +174,6 @@ function fakeSocket(remote: string): BudgetedSocket & { bufferedAmount: number }
     readyState: 1,
     bufferedAmount: 0,
     closeReason: undefined as string | undefined,
-    slack: 0,
-    deadline: 0,
-    shared: undefined as Buffer | undefined,
     _socket: {
       destroyed: false,
       writable: true,

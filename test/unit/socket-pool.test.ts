@@ -94,6 +94,7 @@ async function rig(t: TestContext, opts: RigOptions = {}): Promise<Rig> {
     authTimeoutMs: AUTH_MS,
   });
   const server: Server = createServer();
+  server.timeout = 30_000; // as the gateway's router sets it (idle HTTP connections)
   server.on("upgrade", (req, socket, head) => {
     // What the routes check before the handshake, reduced to admission.
     const authorized = req.headers.authorization === `Bearer ${SECRET}`;
@@ -300,6 +301,20 @@ describe("SocketPool", () => {
       assert.deepEqual(r.closes, [`${protocol}/abuse`]);
     });
   }
+
+  test("an accepted socket does not keep the HTTP server's cleared idle timer", async (t) => {
+    const r = await rig(t);
+    await r.open("compat");
+    const tcp = r.newest("compat").tcp!;
+    const key = Object.getOwnPropertySymbols(tcp).find((k) => k.description === "timeout");
+    assert.ok(
+      key,
+      "Node's socket timeout key moved: re-check dropClearedIdleTimer (src/http/sockets/socket.ts)",
+    );
+    assert.equal(tcp.timeout, 0, "ws cleared the idle timeout on upgrade");
+    // Kept, it was ~200 bytes per idle socket (a Timeout and a bound callback).
+    assert.equal((tcp as unknown as Record<symbol, unknown>)[key], null);
+  });
 
   test("shutdown closes both protocols with 1001", async (t) => {
     const r = await rig(t);

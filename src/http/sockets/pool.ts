@@ -8,7 +8,13 @@ import type { ProviderSocket } from "../provider-sockets.js";
 import { writeFrames } from "../ws-frames.js";
 import { SYSTEM_CLOCK, type Clock } from "./clock.js";
 import { closeFrame, type CloseReason } from "./close-codes.js";
-import { laneSocketClass, type PoolSocket, type SocketEvents, type SocketProtocol } from "./socket.js";
+import {
+  dropClearedIdleTimer,
+  laneSocketClass,
+  type PoolSocket,
+  type SocketEvents,
+  type SocketProtocol,
+} from "./socket.js";
 import { UnsentBytes } from "./unsent-bytes.js";
 
 /**
@@ -95,6 +101,8 @@ export class SocketPool {
   private readonly telemetry: Telemetry;
   private readonly clock: Clock;
   private readonly clientAddress: ClientAddress;
+  /** What PoolSocket.connectedSecond counts from (ms since the Unix epoch). */
+  private readonly since: number;
   /** The lanes' event sink: one object, so sockets carry no closures. */
   private readonly events: SocketEvents = {
     message: (socket, data, isBinary) => this.onMessage(socket, data, isBinary),
@@ -110,6 +118,7 @@ export class SocketPool {
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.clientAddress = opts.clientAddress ?? peerAddress;
+    this.since = this.clock.now();
     this.unsent = new UnsentBytes({
       perSocket: opts.maxBufferBytes,
       total: opts.maxBufferedTotalBytes ?? Number.MAX_SAFE_INTEGER,
@@ -194,8 +203,9 @@ export class SocketPool {
     const forwarded = this.clientAddress === peerAddress ? undefined : this.clientAddress(req);
     lane.wss.handleUpgrade(req, socket, head, (ws) => {
       const s = ws as PoolSocket;
-      s.connectedAt = this.clock.now();
+      s.connectedSecond = ((this.clock.now() - this.since) / 1000) | 0;
       if (forwarded !== undefined && forwarded !== req.socket.remoteAddress) s.forwarded = forwarded;
+      dropClearedIdleTimer(s.tcp);
       lane.sockets.add(s);
       this.telemetry.wsConnected(lane.sockets.size, handler.protocol);
       const [event, text] = LOG[handler.protocol].connect;
@@ -252,7 +262,7 @@ export class SocketPool {
         address: s.address,
         remote: s.remote,
         protocol: s.lane,
-        connectedAt: s.connectedAt,
+        connectedAt: this.since + s.connectedSecond * 1000,
         sent: s.sent,
       };
     }
@@ -301,6 +311,7 @@ export class SocketPool {
     const lane = this.lanes.get(socket.lane);
     if (!lane?.sockets.delete(socket)) return;
     if (socket.counted) this.counted--;
+    this.unsent.forget(socket);
     lane.handler.closed(socket);
     const reason = socket.closeReason ?? "client";
     this.telemetry.wsClosed(reason, lane.sockets.size, socket.lane);

@@ -16,10 +16,7 @@ export type { SocketProtocol } from "./socket.js";
  */
 export type UnsentCloseReason = "slow_consumer" | "slow_catch_up" | "unsent_total";
 
-/**
- * What the budget reads and keeps of a socket (a PoolSocket: the fields are on the socket itself,
- * so the budget holds no per-socket map or record). The pool owns it and closes it.
- */
+/** What the budget reads of a socket (a PoolSocket); the pool owns it and closes it. */
 export interface BudgetedSocket {
   readonly lane: SocketProtocol;
   readonly remote: string;
@@ -29,12 +26,19 @@ export interface BudgetedSocket {
   readonly bufferedAmount: number;
   /** Set once the pool (or the budget) closes the socket: it is not written to nor counted. */
   closeReason?: string | undefined;
-  /** Bytes of catch-up allowed over the per-socket cap until the socket first drains below it. */
-  slack: number;
-  /** When the catch-up must have drained below the cap (while slack > 0). */
-  deadline: number;
+}
+
+/**
+ * A catch-up a socket has not drained below the cap yet. Kept aside, only while it lasts: three
+ * fields on every idle socket would be 24 bytes each (docs/PERFORMANCE.md, "Memory per idle socket").
+ */
+interface CatchUp {
+  /** Bytes allowed over the per-socket cap until the socket first drains below it. */
+  readonly slack: number;
+  /** When it must have drained below the cap. */
+  readonly deadline: number;
   /** The catch-up, when it is one frame queued on many sockets (counted once in the total). */
-  shared: Buffer | undefined;
+  readonly shared: Buffer | undefined;
 }
 
 /** One socket's part of the total: its unsent bytes less a shared catch-up it may still hold. */
@@ -93,6 +97,8 @@ export class UnsentBytes {
   private estimate = 0;
   /** Shared catch-ups already in `estimate`. */
   private sharedCounted = new Set<Buffer>();
+  /** Sockets holding a catch-up over the cap (see CatchUp). */
+  private readonly catchUps = new Map<BudgetedSocket, CatchUp>();
   private timer: NodeJS.Timeout | undefined;
   private readonly telemetry: Telemetry;
   private readonly now: () => number;
@@ -129,17 +135,18 @@ export class UnsentBytes {
     if (socket.closeReason || socket.readyState !== socket.OPEN) return false;
     const buffered = socket.bufferedAmount;
     if (buffered <= this.opts.perSocket) {
-      socket.slack = 0;
-      socket.shared = undefined;
-    } else if (catchUp || buffered > this.opts.perSocket + socket.slack) {
+      this.catchUps.delete(socket);
+    } else if (catchUp || buffered > this.opts.perSocket + (this.catchUps.get(socket)?.slack ?? 0)) {
       this.closeSocket(socket, "slow_consumer", buffered);
       return false;
     }
     if (!writeFrames(socket as unknown as WebSocket, frames)) return false;
     if (catchUp) {
-      socket.slack = frames.length;
-      socket.shared = shared ? frames : undefined;
-      socket.deadline = this.now() + this.graceMs + Math.ceil((frames.length / 1048576) * this.msPerMiB);
+      this.catchUps.set(socket, {
+        slack: frames.length,
+        shared: shared ? frames : undefined,
+        deadline: this.now() + this.graceMs + Math.ceil((frames.length / 1048576) * this.msPerMiB),
+      });
     }
     if (!shared) this.estimate += frames.length;
     else if (!this.sharedCounted.has(frames)) {
@@ -157,16 +164,23 @@ export class UnsentBytes {
     for (const socket of this.opts.sockets()) {
       if (socket.closeReason) continue;
       by[socket.lane] += this.own(socket);
-      if (socket.shared) shared.set(socket.shared, socket.lane);
+      const held = this.catchUps.get(socket)?.shared;
+      if (held) shared.set(held, socket.lane);
     }
     for (const [buf, protocol] of shared) by[protocol] += buf.length;
     return by;
   }
 
+  /** The socket is closing or gone: its catch-up, if any, is not tracked any more. */
+  forget(socket: BudgetedSocket): void {
+    this.catchUps.delete(socket);
+  }
+
   /** What a socket holds beyond a shared catch-up (all of which it may still hold). */
   private own(socket: BudgetedSocket): number {
     const buffered = socket.bufferedAmount;
-    return socket.shared ? Math.max(0, buffered - socket.shared.length) : buffered;
+    const shared = this.catchUps.get(socket)?.shared;
+    return shared ? Math.max(0, buffered - shared.length) : buffered;
   }
 
   /** Exact totals; closes sockets past their catch-up deadline, then the largest when over the total. */
@@ -179,19 +193,20 @@ export class UnsentBytes {
     for (const socket of this.opts.sockets()) {
       if (socket.closeReason) continue;
       const buffered = socket.bufferedAmount;
-      if (socket.slack > 0) {
+      const catching = this.catchUps.get(socket);
+      if (catching) {
         if (buffered <= this.opts.perSocket) {
-          socket.slack = 0;
-          socket.shared = undefined;
-        } else if (now > socket.deadline) {
+          this.catchUps.delete(socket);
+        } else if (now > catching.deadline) {
           this.closeSocket(socket, "slow_catch_up", buffered);
           continue;
         }
       }
       const own = this.own(socket);
       total += own;
-      if (socket.shared) holders.set(socket.shared, (holders.get(socket.shared) ?? 0) + 1);
-      if (own > 0 || socket.shared) held.push({ socket, own });
+      const shared = this.catchUps.get(socket)?.shared;
+      if (shared) holders.set(shared, (holders.get(shared) ?? 0) + 1);
+      if (own > 0 || shared) held.push({ socket, own });
     }
     for (const buf of holders.keys()) total += buf.length;
     if (total > this.opts.total) total = this.shed(held, holders, total);
@@ -209,7 +224,9 @@ export class UnsentBytes {
     held.sort((a, b) => b.own - a.own);
     for (const { socket, own } of held) {
       if (total <= this.opts.total * LOW_WATER) break;
-      const { lane, shared } = socket;
+      const { lane } = socket;
+      const shared = this.catchUps.get(socket)?.shared;
+      this.forget(socket);
       this.opts.close(socket, "unsent_total");
       this.telemetry.unsentClosed(lane, "unsent_total");
       closed[lane]++;
@@ -249,6 +266,7 @@ export class UnsentBytes {
         ? "closing a socket that did not take its catch-up in time"
         : "closing a socket that does not read",
     );
+    this.forget(socket);
     this.opts.close(socket, reason);
     this.telemetry.unsentClosed(socket.lane, reason);
   }
