@@ -135,7 +135,8 @@ export class UnsentBytes {
     if (socket.closeReason || socket.readyState !== socket.OPEN) return false;
     const buffered = socket.bufferedAmount;
     if (buffered <= this.opts.perSocket) {
-      this.catchUps.delete(socket);
+      // Usually no socket is catching up: no lookup per write then.
+      if (this.catchUps.size > 0) this.catchUps.delete(socket);
     } else if (catchUp || buffered > this.opts.perSocket + (this.catchUps.get(socket)?.slack ?? 0)) {
       this.closeSocket(socket, "slow_consumer", buffered);
       return false;
