@@ -13,7 +13,8 @@ import { compatApi } from "./http/compat.js";
 import { healthApi, type NotReady } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
-import { UnsentBytes } from "./http/unsent-bytes.js";
+import type { UnsentBytes } from "./http/sockets/unsent-bytes.js";
+import { SocketPool } from "./http/sockets/pool.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
 import type { ProviderSocket } from "./http/provider-sockets.js";
@@ -35,8 +36,11 @@ export class Gateway {
   readonly snapshot = new PresenceSnapshot();
   readonly client: MattermostClient;
   readonly sync: PresenceSync;
+  /** Every WebSocket, both protocols: admission, buffer cap, dead peers, closes (http/sockets). */
+  readonly sockets: SocketPool;
+  /** The compat `/ws` protocol on the pool. */
   readonly hub: WsHub;
-  /** The unsent-bytes cap every write on every WebSocket (both pools) goes through. */
+  /** The unsent-bytes cap every write on every WebSocket (both protocols) goes through. */
   readonly unsent: UnsentBytes;
   /** API v2: /api/v2/presence, /api/v2/stream (resumable), /api/v2/openapi.json. */
   readonly v2: V2Api;
@@ -140,23 +144,25 @@ export class Gateway {
     // its share of the sockets: node:cluster hands connections out in turn).
     const share = (budget: number): number =>
       worker && budget > 0 ? Math.max(1, Math.floor(budget / config.workers)) : budget;
-    this.unsent = new UnsentBytes({
-      perSocket: config.wsMaxBufferBytes,
-      total: share(config.maxBufferedTotalBytes),
+    this.sockets = new SocketPool({
+      otherConnections: otherWorkers,
       log,
       telemetry,
+      maxConnections: config.maxConnections,
+      pingIntervalMs: config.wsPingIntervalMs,
+      maxBufferBytes: config.wsMaxBufferBytes,
+      maxBufferedTotalBytes: share(config.maxBufferedTotalBytes),
+      clientAddress,
     });
+    this.unsent = this.sockets.unsent;
     this.hub = new WsHub({
+      pool: this.sockets,
       snapshot: this.snapshot,
-      log,
       keepaliveMs: config.keepaliveMs,
       replayWindowMs: config.replayWindowMs,
       maxBufferBytes: config.wsMaxBufferBytes,
-      pingIntervalMs: config.wsPingIntervalMs,
       resyncBytesPerSecond: share(config.resyncBytesPerSecond),
       telemetry,
-      clientAddress,
-      unsent: this.unsent,
     });
     this.admin = adminApi({
       snapshot: this.snapshot,
@@ -194,11 +200,7 @@ export class Gateway {
       secrets: () => this.secrets(),
       notReadyReason: () => this.notReadyReason(),
       retainedChanges: config.v2RetainedChanges,
-      maxBufferBytes: config.wsMaxBufferBytes,
-      unsent: this.unsent,
-      pingIntervalMs: config.wsPingIntervalMs,
-      otherSockets: () => this.hub.size + otherWorkers(),
-      maxConnections: config.maxConnections,
+      pool: this.sockets,
       telemetry,
       clientAddress,
       authFailures,
@@ -217,8 +219,6 @@ export class Gateway {
           hintUser: (id) => this.hint(id),
           hintsPerAddress: config.hintsPerAddress,
           replayWindowMs: config.replayWindowMs,
-          maxConnections: config.maxConnections,
-          otherSockets: () => this.v2.stream.authenticated + otherWorkers(),
           clientAddress,
           telemetry,
         }),
@@ -271,7 +271,13 @@ export class Gateway {
         stop: () => this.v2.stream.close(),
         terminate: () => this.v2.stream.terminateAll(),
       },
-      { name: "unsent-cap", start: () => this.unsent.start(), stop: () => this.unsent.stop() },
+      // The shared pool: ping rounds and the unsent-bytes sweeps (after both protocols closed).
+      {
+        name: "socket-pool",
+        start: () => this.sockets.start(),
+        stop: () => this.sockets.stop(),
+        terminate: () => this.sockets.terminateAll(),
+      },
       { name: "admin", start: () => undefined, stop: () => this.admin.close() },
     ];
     // Before listening: an unreachable Redis is a startup error, with no port left bound.
@@ -343,7 +349,7 @@ export class Gateway {
 
   /** This process's provider sockets of both pools (copies), for the admin page's list. */
   providers(): ProviderSocket[] {
-    return [...this.hub.list(), ...this.v2.stream.list()];
+    return [...this.sockets.list()];
   }
 
   /** A /status/publish hint: re-read that user now (on the leader), or pass it to the leader. */

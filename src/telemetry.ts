@@ -6,13 +6,17 @@
 export interface Telemetry {
   /** A batch written to `sockets` sockets: `messages` messages in `bytes` bytes per socket. */
   wsBroadcast(sockets: number, messages: number, bytes: number): void;
-  wsConnected(sockets: number): void;
+  /** A WebSocket accepted; `sockets`: now open of that protocol (compat, v2). */
+  wsConnected(sockets: number, protocol: string): void;
   /** Part of a resync written to one socket: `messages` status messages in `bytes` bytes. */
   wsResync(messages: number, bytes: number): void;
-  /** reason: client, slow_consumer, dead_peer, abuse, shutdown, ... */
-  wsClosed(reason: string, sockets: number): void;
   /**
-   * A socket closed by the unsent-bytes cap (also reported to wsClosed for compat sockets).
+   * A WebSocket gone, either protocol (compat, v2); reason: client, slow_consumer, dead_peer,
+   * abuse, shutdown, ... (src/http/sockets/close-codes.ts).
+   */
+  wsClosed(reason: string, sockets: number, protocol: string): void;
+  /**
+   * A socket closed by the unsent-bytes cap (also reported to wsClosed once it is gone).
    * protocol: compat, v2; reason: slow_consumer, slow_catch_up, unsent_total.
    */
   unsentClosed(protocol: string, reason: string): void;

@@ -114,28 +114,24 @@ interface Command {
   timeoutMs?: number;
 }
 
-const hubInternals = gateway.hub as unknown as {
-  clients: Map<WebSocket, { alive: boolean }>;
-  pingRound(): void;
-};
 const probe = new PingProbe();
 const counted = new WeakSet<WebSocket>();
 
-/** The hub's own round (sliced: each slice schedules the next with setImmediate). */
+/** The pool's own round (sliced: each slice schedules the next with setImmediate). */
 function pingWindow(m: Command): Promise<PingWindow> {
-  const clients = hubInternals.clients;
-  for (const ws of clients.keys()) {
+  const clients = gateway.sockets.sockets("compat");
+  for (const ws of clients) {
     if (counted.has(ws)) continue;
     counted.add(ws);
     ws.on("pong", probe.pong);
   }
-  // pingRound visits the sockets in the map's order: the last one is pinged by the last slice.
-  const order = [...clients.keys()].filter((ws) => ws.readyState === ws.OPEN);
-  const last = order.length > 0 ? clients.get(order[order.length - 1]!) : undefined;
+  // pingRound visits the sockets in the lane's order: the last one is pinged by the last slice.
+  const order = [...clients].filter((ws) => ws.readyState === ws.OPEN);
+  const last = order[order.length - 1];
   return probe.window(m, {
     sockets: order.length,
     async round(t0, timeoutMs) {
-      hubInternals.pingRound();
+      gateway.sockets.pingRound();
       const firstSliceMs = nowMs() - t0;
       let roundMs = NaN;
       let slices = 1;

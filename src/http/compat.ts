@@ -34,9 +34,6 @@ export interface CompatDeps {
   hintsPerAddress: number;
   /** PRESENCE_REPLAY_WINDOW_MS: a /status read counts as fresh for a socket at most this long. */
   replayWindowMs?: number;
-  /** PRESENCE_MAX_CONNECTIONS, shared with the sockets open elsewhere (API v2 streams). */
-  maxConnections: number;
-  otherSockets?: () => number;
   telemetry: Telemetry;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
   clientAddress?: ClientAddress;
@@ -136,9 +133,9 @@ export function compatApi(deps: CompatDeps): HttpModule {
             refuseUpgrade(socket, code, message);
           };
           if (!deps.snapshot.ready) return refuse("not_ready", notReady());
-          const open = deps.hub.size + (deps.otherSockets?.() ?? 0);
-          if (open >= deps.maxConnections) {
-            deps.log.warn({ event: "ws_refused", sockets: open }, "connection limit reached");
+          // PRESENCE_MAX_CONNECTIONS counts both protocols' sockets (the pool's admission).
+          if (!deps.hub.hasRoom()) {
+            deps.log.warn({ event: "ws_refused", sockets: deps.hub.connections }, "connection limit reached");
             return refuse("too_many_connections", "connection limit reached; retry later");
           }
           deps.hub.accept(req, socket, head, { resync: !readers.take(clientAddress(req)) });

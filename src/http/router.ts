@@ -238,13 +238,18 @@ export function createHttpServer(
   });
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => undefined);
+    socket.on("error", ignoreError);
     const url = parseUrl(req);
     const route = url && upgrades.get(normalize(url.pathname));
     if (!url || !route) return refuseUpgrade(socket, "not_found", "no such path");
     try {
       const verdict = checkAuth(route.auth, req, url, opts.authFailures);
-      if (verdict.pass) return route.handle(req, socket, head, url, verdict.presented);
+      if (verdict.pass) {
+        route.handle(req, socket, head, url, verdict.presented);
+        // Accepted: `ws` listens for the socket's errors now; one listener less per open socket.
+        if (socket.listenerCount("error") > 1) socket.off("error", ignoreError);
+        return;
+      }
       // No WWW-Authenticate here: no WebSocket client answers a challenge.
       const { refusal, retryAfter } = verdict;
       telemetry.wsRefused(refusal.code);
@@ -284,3 +289,6 @@ export function createHttpServer(
   });
   return server;
 }
+
+/** Errors of a socket being upgraded (a refused one is answered and closed; `ws` takes the rest). */
+function ignoreError(): void {}

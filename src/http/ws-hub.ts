@@ -1,150 +1,105 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket } from "ws";
-import type { Logger } from "../log.js";
-import type { Change, PresenceSnapshot } from "../presence/snapshot.js";
+import type { Change, PresenceSnapshot, PresenceUser } from "../presence/snapshot.js";
 import type { ProviderStatus } from "../presence/status.js";
 import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
-import { pingPool, textFrame, type Pingable } from "./ws-frames.js";
-import { UnsentBytes } from "./unsent-bytes.js";
+import { textFrame } from "./ws-frames.js";
 import { ResyncPacer } from "./ws-resync.js";
-import { peerAddress, remoteLabel, type ClientAddress } from "./client-address.js";
-import type { ProviderSocket } from "./provider-sockets.js";
+import { SYSTEM_CLOCK, type Clock } from "./sockets/clock.js";
+import type { SocketHandler, SocketPool } from "./sockets/pool.js";
+import type { PoolSocket } from "./sockets/socket.js";
 
 export interface WsHubOptions {
+  /** The socket pool (shared with API v2's stream). */
+  pool: SocketPool;
   snapshot: PresenceSnapshot;
-  log: Logger;
   keepaliveMs: number;
   replayWindowMs: number;
+  /** PRESENCE_WS_MAX_BUFFER_BYTES: the replay and resync chunks stay well under it. */
   maxBufferBytes: number;
-  /** How often dead peers are looked for (ping, then terminate if no pong by the next round). */
-  pingIntervalMs: number;
   /** Budget of the full resync sent to sockets that may have missed changes (0: none); see ResyncPacer. */
   resyncBytesPerSecond?: number;
   telemetry?: Telemetry;
-  now?: () => number;
-  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
-  clientAddress?: ClientAddress;
-  /** The unsent-bytes cap shared with the other pool; default: one of its own, per socket only. */
-  unsent?: UnsentBytes;
+  clock?: Clock;
 }
 
-/** Per socket: `received` counts client frames (providers send none); `closeReason` is unset when the peer closed. */
-interface Client extends Pingable {
-  readonly ws: WebSocket;
-  readonly remote: string;
-  /** For the admin page's list of providers. */
-  readonly address: string;
-  readonly connectedAt: number;
-  sent: number;
+/** What the upgrade said: `resync: false` when the provider has just read `/status`. */
+export interface CompatStart {
+  resync: boolean;
 }
-
-/** Client frames tolerated per ping interval before the socket is closed as abusive. */
-const MAX_CLIENT_FRAMES_PER_ROUND = 100;
-
-/** Close codes the hub uses, so providers and logs can tell why. */
-export const CLOSE = { goingAway: 1001, policy: 1008, tryAgainLater: 1013 } as const;
 
 /**
- * The compat `/ws` pool. Every message on it is one `{"user_id","email","status"}` object,
- * byte for byte as the old plugin's (Go's json.Encoder, so a trailing newline).
+ * The compat `/ws` protocol, on the socket pool. Every message on it is one
+ * `{"user_id","email","status"}` object, byte for byte as the old plugin's (Go's json.Encoder, so
+ * a trailing newline); providers send nothing (the pool drops what they send and closes a flood).
  *
  * - Fan-out: a batch of changes is framed once and written to every socket as one buffer.
  * - Keepalive: one timer for all sockets sends the next user's current status every
- *   keepaliveMs, round-robin, because providers reconnect after 30 s without a message.
+ *   keepaliveMs, round-robin over the visible users, because providers reconnect after 30 s
+ *   without a message.
  * - Replay: a new socket first gets the latest status of every address changed within
  *   replayWindowMs (the newest, up to a quarter of the buffer cap).
  * - Resync: a socket whose provider did not just page `/status` (a reconnect) is then sent every
  *   user's status, paced across all sockets (ResyncPacer), so what changed while it was away
  *   is repaired.
- * - Memory: every write goes through UnsentBytes: a socket holding more than maxBufferBytes
- *   unsent is closed with 1013, as are the largest holders when all sockets together hold too much.
+ * Admission, the buffer cap, dead peers, close codes and their telemetry are the pool's.
  */
-export class WsHub {
-  private readonly wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: 4096, // providers send nothing; anything big is abuse
-    perMessageDeflate: false, // frames are pre-built and written raw (see writeFrames)
-    clientTracking: false,
-  });
-  private readonly clients = new Map<WebSocket, Client>();
+export class WsHub implements SocketHandler<CompatStart> {
+  readonly protocol = "compat";
+  readonly maxPayload = 4096; // providers send nothing; anything big is abuse
   /** Latest frame per email within the replay window, oldest first, at most replayMaxBytes. */
   private readonly recent = new Map<string, { at: number; frame: Buffer }>();
   private recentBytes = 0;
   /** A replay must fit well inside a socket's buffer cap, or a reconnect storm would trip it. */
   private readonly replayMaxBytes: number;
   private replayCache: Buffer | undefined;
-  private timers: NodeJS.Timeout[] = [];
-  private readonly now: () => number;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  /** Index of the next visible user the keepalive sends (round-robin over snapshot.visible()). */
+  private keepaliveCursor = 0;
   private unsubscribe: (() => void) | undefined;
   private readonly telemetry: Telemetry;
+  private readonly clock: Clock;
   private readonly resync: ResyncPacer;
-  private readonly unsent: UnsentBytes;
+  private readonly pool: SocketPool;
 
   constructor(private readonly opts: WsHubOptions) {
-    this.now = opts.now ?? Date.now;
+    this.pool = opts.pool;
+    this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
-    this.unsent =
-      opts.unsent ??
-      new UnsentBytes({
-        perSocket: opts.maxBufferBytes,
-        total: Number.MAX_SAFE_INTEGER,
-        log: opts.log,
-        telemetry: this.telemetry,
-      });
     this.resync = new ResyncPacer(
       opts.snapshot,
       opts.resyncBytesPerSecond ?? 0,
       opts.maxBufferBytes,
-      (messages, bytes, ws) => {
-        this.telemetry.wsResync(messages, bytes);
-        const client = this.clients.get(ws);
-        if (client) client.sent += messages;
-      },
-      (ws, frames) => {
-        const client = this.clients.get(ws);
-        return client !== undefined && this.unsent.write(client, frames);
-      },
+      (messages, bytes) => this.telemetry.wsResync(messages, bytes),
+      (ws, frames, messages) => this.pool.write(ws as PoolSocket, frames, messages),
     );
     this.replayMaxBytes = Math.floor(opts.maxBufferBytes / 4);
+    this.pool.register(this);
   }
 
   get size(): number {
-    return this.clients.size;
+    return this.pool.size("compat");
   }
 
-  /** The open sockets, copied when asked (for the admin page). */
-  *list(): Iterable<ProviderSocket> {
-    for (const c of this.clients.values()) {
-      yield {
-        address: c.address,
-        remote: c.remote,
-        protocol: "compat",
-        connectedAt: c.connectedAt,
-        sent: c.sent,
-      };
-    }
+  /** Whether one more socket fits PRESENCE_MAX_CONNECTIONS (shared with API v2's stream). */
+  hasRoom(): boolean {
+    return this.pool.hasRoom();
+  }
+
+  /** Sockets of both protocols counted in PRESENCE_MAX_CONNECTIONS (for the refusal log line). */
+  get connections(): number {
+    return this.pool.connections;
   }
 
   start(): void {
     this.unsubscribe = this.opts.snapshot.onChanges((c) => this.broadcast(c));
-    this.timers.push(setInterval(() => this.keepalive(), this.opts.keepaliveMs).unref());
-    this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
-    if (!this.opts.unsent) this.unsent.start();
+    this.keepaliveTimer ??= this.clock.setInterval(() => this.keepalive(), this.opts.keepaliveMs);
   }
 
-  /**
-   * Completes an upgrade the server has already authorized. `resync: false` when the provider has
-   * just read `/status` (it starts up): it holds every status already.
-   */
-  accept(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    opts: { resync: boolean } = { resync: true },
-  ): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, req, opts.resync));
+  /** Completes an upgrade the route has already authorized and admitted. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, start: CompatStart = { resync: true }): void {
+    this.pool.accept(this, req, socket, head, start);
   }
 
   /** Sockets still waiting for (part of) their resync. */
@@ -171,70 +126,36 @@ export class WsHub {
     this.writeAll(frames.length === 1 ? frames[0]! : Buffer.concat(frames), frames.length);
   }
 
-  /** Closes every socket (1001 by default) and stops the timers. */
-  close(code: number = CLOSE.goingAway, reason = "server shutting down"): void {
+  /** Stops the keepalive and resync, and closes every compat socket (1001). */
+  close(): void {
     this.unsubscribe?.();
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    this.clock.clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = undefined;
     this.resync.stop();
-    if (!this.opts.unsent) this.unsent.stop();
-    for (const [ws, client] of this.clients) {
-      client.closeReason = "shutdown";
-      ws.close(code, reason);
-    }
+    this.pool.closeAll("compat");
   }
 
   /** Ends sockets that did not finish their closing handshake. */
   terminateAll(): void {
-    for (const ws of this.clients.keys()) ws.terminate();
+    this.pool.terminateAll("compat");
   }
 
-  private onOpen(ws: WebSocket, req: IncomingMessage, resync: boolean): void {
-    const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
-    const address = (this.opts.clientAddress ?? peerAddress)(req);
-    const client: Client = {
-      ws,
-      alive: true,
-      remote,
-      received: 0,
-      address,
-      connectedAt: this.now(),
-      sent: 0,
-    };
-    this.clients.set(ws, client);
-    this.unsent.add(client, "compat", (reason) =>
-      this.closeWith(ws, client, CLOSE.tryAgainLater, reason, "too slow"),
-    );
-    this.telemetry.wsConnected(this.clients.size);
-    this.opts.log.info({ event: "ws_connect", remote, sockets: this.clients.size }, "provider connected");
-    ws.on("pong", () => (client.alive = true));
-    // Providers send nothing; frames are read and dropped, and a flood closes the socket.
-    ws.on("message", () => {
-      if (++client.received === MAX_CLIENT_FRAMES_PER_ROUND + 1) {
-        this.closeWith(ws, client, CLOSE.policy, "abuse", "too many client messages");
-      }
-    });
-    ws.on("error", (err) =>
-      this.opts.log.debug({ event: "ws_error", remote, err: err.message }, "socket error"),
-    );
-    ws.on("close", (code) => {
-      this.clients.delete(ws);
-      this.unsent.delete(client);
-      this.resync.delete(ws);
-      const reason = client.closeReason ?? "client";
-      this.telemetry.wsClosed(reason, this.clients.size);
-      this.opts.log.info(
-        { event: "ws_disconnect", remote, code, reason, sockets: this.clients.size },
-        "provider disconnected",
-      );
-    });
+  opened(socket: PoolSocket, start: CompatStart): void {
+    this.pool.count(socket); // the route checked hasRoom() before the upgrade
     const replay = this.replay();
-    if (replay.length > 0 && this.unsent.write(client, replay)) client.sent += this.recent.size;
-    if (resync) this.resync.add(ws);
+    if (replay.length > 0) this.pool.write(socket, replay, this.recent.size);
+    if (start.resync) this.resync.add(socket);
+  }
+
+  /** Providers send nothing: what they send is read and dropped (the pool counts it for floods). */
+  message(): void {}
+
+  closed(socket: PoolSocket): void {
+    this.resync.delete(socket);
   }
 
   private replay(): Buffer {
-    const cutoff = this.now() - this.opts.replayWindowMs;
+    const cutoff = this.clock.now() - this.opts.replayWindowMs;
     for (const [email, entry] of this.recent) {
       if (entry.at >= cutoff) break; // oldest first: the rest are newer
       this.forget(email);
@@ -253,38 +174,26 @@ export class WsHub {
 
   private writeAll(buf: Buffer, messages: number): void {
     let written = 0;
-    for (const client of this.clients.values()) {
-      if (this.unsent.write(client, buf)) {
-        written++;
-        client.sent += messages;
-      }
+    for (const socket of this.pool.sockets("compat")) {
+      if (this.pool.write(socket, buf, messages)) written++;
     }
     this.telemetry.wsBroadcast(written, messages, buf.length);
   }
 
-  /** Closes with a code; a peer that does not read will not finish the handshake, so it is cut after 1 s. */
-  private closeWith(ws: WebSocket, client: Client, code: number, reason: string, text: string): void {
-    if (client.closeReason) return;
-    client.closeReason = reason;
-    ws.close(code, text);
-    setTimeout(() => ws.terminate(), 1000).unref();
-  }
-
-  private keepalive(): void {
-    if (this.clients.size === 0) return;
-    const user = this.opts.snapshot.nextKeepalive();
+  /** Public for tests: one keepalive message to every socket. */
+  keepalive(): void {
+    if (this.size === 0) return;
+    const user = this.nextKeepalive();
     if (user?.status === undefined) return;
     this.writeAll(statusFrame(user.id, user.email, user.status), 1);
   }
 
-  /** Pings every socket, a slice at a time, and drops those that did not answer the last ping. */
-  private pingRound(): void {
-    pingPool(
-      this.clients,
-      (client) =>
-        this.opts.log.info({ event: "ws_dead_peer", remote: client.remote }, "no pong: dropping socket"),
-      () => this.timers.length > 0,
-    );
+  /** The next visible user, round-robin (the list may have shrunk since: then from the start). */
+  private nextKeepalive(): PresenceUser | undefined {
+    const visible = this.opts.snapshot.visible();
+    if (visible.length === 0) return undefined;
+    if (this.keepaliveCursor >= visible.length) this.keepaliveCursor = 0;
+    return visible[this.keepaliveCursor++];
   }
 }
 

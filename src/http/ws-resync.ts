@@ -62,8 +62,8 @@ export class ResyncPacer {
     private readonly bytesPerSecond: number,
     maxBufferBytes: number,
     private readonly onSent: (messages: number, bytes: number, ws: WebSocket) => void = () => undefined,
-    /** How a chunk is written (the hub's, through its unsent-bytes cap); false: not written. */
-    private readonly write: (ws: WebSocket, frames: Buffer) => boolean = writeFrames,
+    /** How a chunk of `messages` messages is written (the pool's, through its unsent-bytes cap); false: not written. */
+    private readonly write: (ws: WebSocket, frames: Buffer, messages: number) => boolean = writeFrames,
   ) {
     this.chunkBytes = Math.max(512, Math.min(MAX_CHUNK_BYTES, Math.floor(maxBufferBytes / 4)));
   }
@@ -133,7 +133,7 @@ export class ResyncPacer {
       if (frames.length === 0 && p.next < visible.length) break; // this tick's budget is spent
       if (
         frames.length > 0 &&
-        this.write(ws, frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes))
+        this.write(ws, frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), frames.length)
       ) {
         budget -= bytes;
         this.onSent(frames.length, bytes, ws);

@@ -8,9 +8,9 @@ export function composeTelemetry(...all: Telemetry[]): Telemetry {
   if (ts.length === 1) return ts[0]!;
   return {
     wsBroadcast: (s, m, b) => ts.forEach((t) => t.wsBroadcast(s, m, b)),
-    wsConnected: (s) => ts.forEach((t) => t.wsConnected(s)),
+    wsConnected: (s, p) => ts.forEach((t) => t.wsConnected(s, p)),
     wsResync: (m, b) => ts.forEach((t) => t.wsResync(m, b)),
-    wsClosed: (r, s) => ts.forEach((t) => t.wsClosed(r, s)),
+    wsClosed: (r, s, p) => ts.forEach((t) => t.wsClosed(r, s, p)),
     unsentClosed: (p, r) => ts.forEach((t) => t.unsentClosed(p, r)),
     wsRefused: (c) => ts.forEach((t) => t.wsRefused(c)),
     httpRequest: (r, s) => ts.forEach((t) => t.httpRequest(r, s)),

@@ -43,12 +43,12 @@ export class GatewayMetrics implements Telemetry {
   /** Set in a worker process: /metrics answers for the whole instance (see src/cluster). */
   private renderer: (() => Promise<string>) | undefined;
 
-  private readonly wsOpened: Counter;
+  private readonly wsOpened: Counter<"protocol">;
   private readonly wsMessages: Counter;
   private readonly wsBytes: Counter;
   private readonly wsBroadcasts: Counter;
   private readonly wsResyncMessages: Counter;
-  private readonly wsClosedBy: Counter<"reason">;
+  private readonly wsClosedBy: Counter<"protocol" | "reason">;
   private readonly wsRefusedBy: Counter<"code">;
   private readonly unsentClosedBy: Counter<"protocol" | "reason">;
   private readonly http: Counter<"route" | "code">;
@@ -161,13 +161,14 @@ export class GatewayMetrics implements Telemetry {
     });
     this.wsOpened = new Counter({
       name: `${p}ws_connections_opened_total`,
-      help: "Provider WebSockets accepted",
+      help: "Provider WebSockets accepted, by protocol (compat: /ws; v2: /api/v2/stream)",
+      labelNames: ["protocol"],
       registers,
     });
     this.wsClosedBy = new Counter({
       name: `${p}ws_connections_closed_total`,
-      help: "Provider WebSockets closed, by reason (client, slow_consumer, dead_peer, abuse, shutdown)",
-      labelNames: ["reason"],
+      help: "Provider WebSockets closed, by protocol (compat, v2) and reason (client, slow_consumer, slow_catch_up, unsent_total, dead_peer, abuse, shutdown; v2 also bad_message, unauthorized, auth_timeout, too_many_connections)",
+      labelNames: ["protocol", "reason"],
       registers,
     });
     this.wsRefusedBy = new Counter({
@@ -355,8 +356,8 @@ export class GatewayMetrics implements Telemetry {
     this.wsBytes.inc(sockets * bytes);
   }
 
-  wsConnected(): void {
-    this.wsOpened.inc();
+  wsConnected(_sockets: number, protocol: string): void {
+    this.wsOpened.inc({ protocol });
   }
 
   wsResync(messages: number, bytes: number): void {
@@ -365,8 +366,8 @@ export class GatewayMetrics implements Telemetry {
     this.wsBytes.inc(bytes);
   }
 
-  wsClosed(reason: string): void {
-    this.wsClosedBy.inc({ reason });
+  wsClosed(reason: string, _sockets: number, protocol: string): void {
+    this.wsClosedBy.inc({ protocol, reason });
   }
 
   unsentClosed(protocol: string, reason: string): void {

@@ -109,7 +109,6 @@ export class PresenceSnapshot {
    */
   private visibleJournal: number[] = [];
   private journalStart = 0;
-  private keepaliveCursor = 0;
   /** Bumped when the layout or a detail changes (see `version`). */
   private stateVersion = 0;
 
@@ -410,13 +409,6 @@ export class PresenceSnapshot {
     const end = this.journalStart + this.visibleJournal.length;
     if (cursor < this.journalStart || cursor > end) return { cursor: end, all: true, indices: [] };
     return { cursor: end, all: false, indices: this.visibleJournal.slice(cursor - this.journalStart) };
-  }
-
-  /** The next visible user for the keepalive, round-robin. */
-  nextKeepalive(): PresenceUser | undefined {
-    if (this.visibleList.length === 0) return undefined;
-    if (this.keepaliveCursor >= this.visibleList.length) this.keepaliveCursor = 0;
-    return this.visibleList[this.keepaliveCursor++];
   }
 
   private change(userId: string, email: string, status: ProviderStatus, at: number): Change {

@@ -157,7 +157,7 @@ describe("worker processes (PRESENCE_WORKERS=2, real CLI)", () => {
     // The instance's numbers, whichever worker answers the scrape.
     for (let i = 0; i < 2; i++) {
       assert.equal(await metric(gw, "outlook_presence_ws_connections"), 6);
-      assert.equal(await metric(gw, "outlook_presence_ws_connections_opened_total"), 6);
+      assert.equal(await metric(gw, 'outlook_presence_ws_connections_opened_total{protocol="compat"}'), 6);
       assert.equal(await metric(gw, "outlook_presence_leader"), 1);
       assert.equal(await metric(gw, "outlook_presence_ready"), 1);
     }

@@ -8,7 +8,11 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { describe, test, type TestContext } from "node:test";
 import WebSocket from "ws";
-import { UnsentBytes, type BudgetedSocket, type UnsentCloseReason } from "../../src/http/unsent-bytes.js";
+import {
+  UnsentBytes,
+  type BudgetedSocket,
+  type UnsentCloseReason,
+} from "../../src/http/sockets/unsent-bytes.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { MattermostSimulator } from "../../src/simulator/index.js";
 import { NO_TELEMETRY } from "../../src/telemetry.js";
@@ -161,12 +165,15 @@ test("the unfiltered snapshot is framed once per snapshot version and shared by 
   assert.notEqual(filtered, a);
 });
 
-/** A stand-in for a `ws` socket: what it holds unsent is set by the test. */
-function fakeSocket(remote: string): BudgetedSocket & { ws: { bufferedAmount: number } } {
+/** A stand-in for a pool's `ws` socket: what it holds unsent is set by the test. */
+function fakeSocket(remote: string): BudgetedSocket & { bufferedAmount: number } {
   const ws = {
+    lane: "v2" as const,
+    remote,
     OPEN: 1,
     readyState: 1,
     bufferedAmount: 0,
+    closeReason: undefined as string | undefined,
     _socket: {
       destroyed: false,
       writable: true,
@@ -175,7 +182,7 @@ function fakeSocket(remote: string): BudgetedSocket & { ws: { bufferedAmount: nu
       },
     },
   };
-  return { ws: ws as unknown as WebSocket & { bufferedAmount: number }, remote };
+  return ws;
 }
 
 describe("UnsentBytes: the catch-up deadline", () => {
@@ -183,7 +190,14 @@ describe("UnsentBytes: the catch-up deadline", () => {
     let now = 0;
     const closed: [string, UnsentCloseReason][] = [];
     const counted: string[] = [];
+    const slow = fakeSocket("slow");
+    const fine = fakeSocket("fine");
     const budget = new UnsentBytes({
+      sockets: () => [slow, fine],
+      close: (s, reason) => {
+        s.closeReason = reason;
+        closed.push([s.remote, reason]);
+      },
       perSocket: 1000,
       total: 1_000_000,
       log: createLogger("silent", new SecretScrubber()),
@@ -192,19 +206,13 @@ describe("UnsentBytes: the catch-up deadline", () => {
       catchUpGraceMs: 10_000,
       catchUpMsPerMiB: 4000,
     });
-    const slow = fakeSocket("slow");
-    const fine = fakeSocket("fine");
     for (const s of [slow, fine]) {
-      budget.add(s, "v2", (reason) => {
-        s.closeReason = reason;
-        closed.push([s.remote, reason]);
-      });
       assert.equal(budget.write(s, Buffer.alloc(5000), true), true, "a catch-up may go over the cap");
     }
     now = 9_000;
     budget.sweep();
     assert.deepEqual(closed, []);
-    fine.ws.bufferedAmount = 500; // it read its snapshot
+    fine.bufferedAmount = 500; // it read its snapshot
     now = 10_100;
     budget.sweep();
     assert.deepEqual(closed, [["slow", "slow_catch_up"]]);
@@ -220,20 +228,19 @@ describe("UnsentBytes: the total", () => {
   test("a catch-up queued as the same Buffer on many sockets counts once; over the total the largest holders go", () => {
     const closed: string[] = [];
     const lines: Line[] = [];
+    const sockets = ["a", "b", "c", "d"].map(fakeSocket);
     const budget = new UnsentBytes({
+      sockets: () => sockets,
+      close: (s, reason) => {
+        s.closeReason = reason;
+        closed.push(s.remote);
+      },
       perSocket: 1000,
       total: 10_000,
       log: createLogger("warn", new SecretScrubber(), {
         write: (s: string) => void lines.push(JSON.parse(s) as Line),
       }),
     });
-    const sockets = ["a", "b", "c", "d"].map(fakeSocket);
-    for (const s of sockets) {
-      budget.add(s, "v2", (reason) => {
-        s.closeReason = reason;
-        closed.push(s.remote);
-      });
-    }
     const snapshot = Buffer.alloc(6000);
     for (const s of sockets) assert.equal(budget.write(s, snapshot, true, true), true);
     assert.deepEqual(budget.unsent(), { compat: 0, v2: 6000 }, "four sockets, one snapshot in memory");

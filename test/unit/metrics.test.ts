@@ -72,7 +72,7 @@ test("Telemetry calls feed counters and histograms; a broadcast counts per socke
   m.observe(source());
   m.wsBroadcast(10, 3, 300);
   m.wsBroadcast(0, 5, 500); // nobody connected: nothing sent
-  m.wsClosed("slow_consumer");
+  m.wsClosed("slow_consumer", 0, "compat");
   m.httpRequest("/x", 200);
   m.upstreamRequest("status/ids", 200, 20);
   m.upstreamRequest("status/ids", "error", 10_000);
@@ -89,7 +89,10 @@ test("Telemetry calls feed counters and histograms; a broadcast counts per socke
   );
   assert.equal(line(text, "outlook_presence_ws_broadcasts_total"), "outlook_presence_ws_broadcasts_total 1");
   assert.ok(
-    line(text, 'outlook_presence_ws_connections_closed_total{reason="slow_consumer"}')?.endsWith(" 1"),
+    line(
+      text,
+      'outlook_presence_ws_connections_closed_total{protocol="compat",reason="slow_consumer"}',
+    )?.endsWith(" 1"),
   );
   assert.ok(line(text, 'outlook_presence_http_requests_total{route="/x",code="200"}')?.endsWith(" 1"));
   assert.ok(
@@ -122,6 +125,6 @@ test("composeTelemetry calls each one and drops NO_TELEMETRY", () => {
   const a = spy("a");
   assert.equal(composeTelemetry(a, NO_TELEMETRY), a);
   assert.equal(composeTelemetry(NO_TELEMETRY), NO_TELEMETRY);
-  composeTelemetry(a, spy("b")).wsConnected(5);
+  composeTelemetry(a, spy("b")).wsConnected(5, "compat");
   assert.deepEqual(calls, ["a:5", "b:5"]);
 });

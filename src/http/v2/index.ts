@@ -7,7 +7,10 @@ import { presenceRoutes } from "./presence-api.js";
 import { V2_BASE } from "./protocol.js";
 import { V2Stream } from "./stream.js";
 import { parsePosition } from "../../presence/position.js";
-import type { UnsentBytes } from "../unsent-bytes.js";
+import type { SocketPool } from "../sockets/pool.js";
+import type { IncomingMessage } from "node:http";
+import type { RequestUrl } from "../router.js";
+import type { StreamStart } from "./stream.js";
 import { FilterError, filterFromQuery, PresenceView, type UserFilter } from "./view.js";
 import { peerAddress, type ClientAddress } from "../client-address.js";
 import type { AuthFailures } from "../auth-limit.js";
@@ -24,13 +27,8 @@ export interface V2Deps {
   notReadyReason: () => string | undefined;
   /** PRESENCE_V2_RETAINED_CHANGES */
   retainedChanges: number;
-  maxBufferBytes: number;
-  /** The unsent-bytes cap shared with the compat pool. */
-  unsent?: UnsentBytes;
-  pingIntervalMs: number;
-  /** Sockets open elsewhere (the compat pool): they share PRESENCE_MAX_CONNECTIONS. */
-  otherSockets: () => number;
-  maxConnections: number;
+  /** The socket pool, shared with the compat `/ws` (and PRESENCE_MAX_CONNECTIONS with it). */
+  pool: SocketPool;
   telemetry: Telemetry;
   authTimeoutMs?: number;
   /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
@@ -50,21 +48,15 @@ export interface V2Api extends HttpModule {
 export function presenceApiV2(deps: V2Deps): V2Api {
   const view = new PresenceView(deps.snapshot);
   const stream = new V2Stream({
+    pool: deps.pool,
     snapshot: deps.snapshot,
     view,
     log: deps.log,
     secrets: deps.secrets,
     retainedChanges: deps.retainedChanges,
-    maxBufferBytes: deps.maxBufferBytes,
-    unsent: deps.unsent,
-    pingIntervalMs: deps.pingIntervalMs,
     authTimeoutMs: deps.authTimeoutMs,
-    clientAddress: deps.clientAddress,
     authFailures: deps.authFailures,
-    admit: () => admit(),
   });
-  /** One more authenticated socket fits PRESENCE_MAX_CONNECTIONS, shared with the compat pool. */
-  const admit = (): boolean => stream.authenticated + deps.otherSockets() < deps.maxConnections;
   return {
     stream,
     routes: [
@@ -87,47 +79,68 @@ export function presenceApiV2(deps: V2Deps): V2Api {
         // its first message (stream.ts), under its own limits.
         auth: presenceBearerOrMessage(deps.secrets),
         handle(req, socket, head, url, presented) {
-          const refuse = (code: ErrorCode, message: string): void => {
-            deps.telemetry.wsRefused(code);
-            refuseUpgrade(socket, code, message);
-          };
-          const rawSince = url.searchParams.get("since");
-          const since = rawSince ? parsePosition(rawSince) : undefined;
-          if (rawSince && !since) {
-            return refuse("invalid_query", "since must be <epoch>:<seq> as the gateway sent them (or a seq)");
-          }
-          let filter: UserFilter | undefined;
-          try {
-            filter = filterFromQuery(url.searchParams);
-          } catch (err) {
-            if (err instanceof FilterError) return refuse("invalid_query", err.message);
-            throw err;
-          }
-          const authorized = presented === "ok";
-          const notReady = deps.notReadyReason();
-          if (notReady !== undefined) return refuse("not_ready", notReady);
-          const address = (deps.clientAddress ?? peerAddress)(req);
-          const waiting = authorized ? "ok" : stream.mayWaitForAuth(address);
-          if (waiting !== "ok") {
-            deps.log.warn(
-              { event: "v2_refused", remote: address, pending: stream.pendingAuth, over: waiting },
-              waiting === "total"
-                ? "too many sockets waiting to authenticate"
-                : "too many sockets from one address waiting to authenticate",
-            );
-            return refuse("too_many_connections", "too many sockets waiting to authenticate; retry later");
-          }
-          if (authorized && !admit()) {
-            deps.log.warn({ event: "v2_refused", sockets: stream.size }, "connection limit reached");
-            return refuse("too_many_connections", "connection limit reached; retry later");
-          }
-          stream.accept(req, socket, head, {
-            authorized,
-            since,
-            filter,
-          });
+          const admitted = admitStreamUpgrade(deps, stream, req, url, presented === "ok");
+          if ("start" in admitted) return stream.accept(req, socket, head, admitted.start);
+          deps.telemetry.wsRefused(admitted.code);
+          refuseUpgrade(socket, admitted.code, admitted.message);
         },
       },
     ],
   };
+}
+
+/** Why an upgrade is refused: the error code, its message, and headers (Retry-After) if any. */
+interface Refusal {
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * Everything checked before a /api/v2/stream handshake, in order: the query (since, filter), the
+ * Authorization header if sent (a wrong one counts with every other credential failure),
+ * readiness, the auth-message waiting room (for sockets that will authenticate by message), and
+ * PRESENCE_MAX_CONNECTIONS (for those authorized by header; the others are admitted when their
+ * auth message arrives).
+ */
+function admitStreamUpgrade(
+  deps: V2Deps,
+  stream: V2Stream,
+  req: IncomingMessage,
+  url: RequestUrl,
+  /** A right Bearer secret came with the upgrade (the router checked it); else an auth message must. */
+  authorized: boolean,
+): { start: StreamStart } | Refusal {
+  const rawSince = url.searchParams.get("since");
+  const since = rawSince ? parsePosition(rawSince) : undefined;
+  if (rawSince && !since) {
+    return {
+      code: "invalid_query",
+      message: "since must be <epoch>:<seq> as the gateway sent them (or a seq)",
+    };
+  }
+  let filter: UserFilter | undefined;
+  try {
+    filter = filterFromQuery(url.searchParams);
+  } catch (err) {
+    if (err instanceof FilterError) return { code: "invalid_query", message: err.message };
+    throw err;
+  }
+  const notReady = deps.notReadyReason();
+  if (notReady !== undefined) return { code: "not_ready", message: notReady };
+  const address = (deps.clientAddress ?? peerAddress)(req);
+  const waiting = authorized ? "ok" : stream.mayWaitForAuth(address);
+  if (waiting !== "ok") {
+    deps.log.warn(
+      { event: "v2_refused", remote: address, pending: stream.pendingAuth, over: waiting },
+      waiting === "total"
+        ? "too many sockets waiting to authenticate"
+        : "too many sockets from one address waiting to authenticate",
+    );
+    return { code: "too_many_connections", message: "too many sockets waiting to authenticate; retry later" };
+  }
+  if (authorized && !stream.hasRoom()) {
+    deps.log.warn({ event: "v2_refused", sockets: stream.size }, "connection limit reached");
+    return { code: "too_many_connections", message: "connection limit reached; retry later" };
+  }
+  return { start: { authorized, since, filter } };
 }

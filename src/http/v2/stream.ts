@@ -1,43 +1,34 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { RawData } from "ws";
 import type { Logger } from "../../log.js";
 import { ChangeLog } from "../../presence/change-log.js";
 import { decideResume, type Position } from "../../presence/position.js";
 import type { Change, PresenceSnapshot } from "../../presence/snapshot.js";
 import { secretMatches } from "../auth.js";
-import { pingPool, setMaxPayload, textFrame, type Pingable } from "../ws-frames.js";
-import { UnsentBytes } from "../unsent-bytes.js";
+import { setMaxPayload, textFrame } from "../ws-frames.js";
 import { addressKey } from "../auth-limit.js";
 import type { AuthFailures } from "../auth-limit.js";
-import { V2_CLOSE, V2_MAX_AUTH_MESSAGE_BYTES, parseClientMessage } from "./protocol.js";
+import { SYSTEM_CLOCK, type Clock } from "../sockets/clock.js";
+import type { SocketHandler, SocketPool } from "../sockets/pool.js";
+import type { PoolSocket } from "../sockets/socket.js";
+import { V2_MAX_AUTH_MESSAGE_BYTES, parseClientMessage } from "./protocol.js";
 import { changeJson, makeFilter, matches, type PresenceView, type UserFilter } from "./view.js";
-import { peerAddress, remoteLabel, type ClientAddress } from "../client-address.js";
-import type { ProviderSocket } from "../provider-sockets.js";
 
 export interface StreamOptions {
+  /** The socket pool (shared with the compat `/ws`). */
+  pool: SocketPool;
   snapshot: PresenceSnapshot;
   view: PresenceView;
   log: Logger;
   secrets: () => readonly string[];
   /** Changes kept for resuming (PRESENCE_V2_RETAINED_CHANGES). */
   retainedChanges: number;
-  /** A socket with more unsent bytes than this (beyond its catch-up) is closed with 1013. */
-  maxBufferBytes: number;
-  /** The unsent-bytes cap shared with the other pool; default: one of its own, per socket only. */
-  unsent?: UnsentBytes;
-  pingIntervalMs: number;
   /** How long a socket without an Authorization header has to send its auth message. */
   authTimeoutMs?: number;
-  /**
-   * Whether one more authenticated socket fits the shared PRESENCE_MAX_CONNECTIONS; asked when a
-   * socket authenticates by message (header-authorized ones are checked before the upgrade).
-   */
-  admit?: () => boolean;
   /** Wrong secrets in auth messages count with every other credential check. */
   authFailures?: AuthFailures;
-  /** Who a request comes from (X-Forwarded-For from a trusted proxy); default: the peer. */
-  clientAddress?: ClientAddress;
+  clock?: Clock;
 }
 
 /** What the upgrade request said, checked before the handshake. */
@@ -47,23 +38,16 @@ export interface StreamStart {
   filter: UserFilter | undefined;
 }
 
-interface Client extends Pingable {
-  readonly ws: WebSocket;
-  readonly remote: string;
-  /** The client's address, for the auth-failure limit. */
-  readonly address: string;
+/** What the stream keeps per socket, besides what the pool keeps (PoolSocket). */
+interface Session {
+  /** Authenticated and caught up: receives live batches. */
   live: boolean;
   since: Position | undefined;
   filter: UserFilter | undefined;
   /** Set while the socket has not sent its auth message yet. */
-  authTimer?: NodeJS.Timeout;
-  /** For the admin page's list of providers. */
-  readonly connectedAt: number;
-  sent: number;
+  authTimer: NodeJS.Timeout | undefined;
 }
 
-/** Client messages tolerated per ping interval (a client sends a handful: auth, subscribe). */
-const MAX_CLIENT_MESSAGES_PER_ROUND = 100;
 /** Missed changes are replayed in messages of at most this many changes. */
 const CATCHUP_CHUNK = 1000;
 /** Subscriptions can be long lists of emails: up to 50,000 of them fit (once authenticated). */
@@ -81,44 +65,46 @@ export const MAX_PENDING_AUTH = 256;
  */
 export const MAX_PENDING_AUTH_PER_ADDRESS = 8;
 
+function session(socket: PoolSocket): Session {
+  return socket.session as Session;
+}
+
 /**
- * The /api/v2/stream pool. One snapshot change batch becomes one `changes` message: framed once
- * and written as the same bytes to every unsubscribed socket; a subscribed socket gets its own
- * message holding only its people (built per socket, and only when it has some). A resuming
- * socket first gets exactly the changes after its `since` from the retained log (or a snapshot
- * when they are no longer all there), then `ready`, then live batches.
+ * The /api/v2/stream protocol, on the socket pool. One snapshot change batch becomes one
+ * `changes` message: framed once and written as the same bytes to every unsubscribed socket; a
+ * subscribed socket gets its own message holding only its people (built per socket, and only
+ * when it has some). A resuming socket first gets exactly the changes after its `since` from the
+ * retained log (or a snapshot when they are no longer all there), then `ready`, then live
+ * batches. A socket without an Authorization header must send `{"type":"auth"}` first; until then
+ * it does not count in PRESENCE_MAX_CONNECTIONS but in MAX_PENDING_AUTH. Admission, the buffer
+ * cap, dead peers, close codes and their telemetry are the pool's.
  */
-export class V2Stream {
+export class V2Stream implements SocketHandler<StreamStart> {
+  readonly protocol = "v2";
+  // Raised to MAX_CLIENT_MESSAGE_BYTES once the socket has authenticated (setMaxPayload).
+  readonly maxPayload = V2_MAX_AUTH_MESSAGE_BYTES;
   readonly changeLog: ChangeLog;
   /** The epoch the change log's numbers belong to. */
   private logEpoch: string | undefined;
-  private readonly wss = new WebSocketServer({
-    noServer: true,
-    // Raised to MAX_CLIENT_MESSAGE_BYTES once the socket has authenticated (setMaxPayload).
-    maxPayload: V2_MAX_AUTH_MESSAGE_BYTES,
-    perMessageDeflate: false, // frames are pre-built and written raw (see writeFrames)
-    clientTracking: false,
-  });
-  private readonly clients = new Map<WebSocket, Client>();
   private pending = 0;
   /** Sockets waiting for their auth message, by addressKey. */
   private readonly pendingByAddress = new Map<string, number>();
-  private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
-  private readonly unsent: UnsentBytes;
   /** The unfiltered `snapshot` frame of one snapshot version (see snapshotFrame). */
   private sharedSnapshot: { version: number; frame: Buffer } | undefined;
+  private readonly pool: SocketPool;
+  private readonly clock: Clock;
 
   constructor(private readonly opts: StreamOptions) {
+    this.pool = opts.pool;
+    this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.changeLog = new ChangeLog(opts.retainedChanges);
-    this.unsent =
-      opts.unsent ??
-      new UnsentBytes({ perSocket: opts.maxBufferBytes, total: Number.MAX_SAFE_INTEGER, log: opts.log });
+    this.pool.register(this);
   }
 
   /** Open sockets, authenticated or not (the metric). */
   get size(): number {
-    return this.clients.size;
+    return this.pool.size("v2");
   }
 
   /** Sockets still waiting for their auth message (at most MAX_PENDING_AUTH). */
@@ -138,23 +124,14 @@ export class V2Stream {
     return "ok";
   }
 
-  /** Sockets that count in the shared connection limit. */
-  get authenticated(): number {
-    return this.clients.size - this.pending;
+  /** Whether one more authenticated socket fits PRESENCE_MAX_CONNECTIONS (shared with `/ws`). */
+  hasRoom(): boolean {
+    return this.pool.hasRoom();
   }
 
-  /** The authenticated sockets, copied when asked (for the admin page). */
-  *list(): Iterable<ProviderSocket> {
-    for (const c of this.clients.values()) {
-      if (!c.live) continue;
-      yield {
-        address: c.address,
-        remote: c.remote,
-        protocol: "v2",
-        connectedAt: c.connectedAt,
-        sent: c.sent,
-      };
-    }
+  /** Sockets that count in the shared connection limit. */
+  get authenticated(): number {
+    return this.size - this.pending;
   }
 
   /** Subscribes to the snapshot; call before the first change can happen (before sync starts). */
@@ -162,29 +139,21 @@ export class V2Stream {
     this.unsubscribe = this.opts.snapshot.onChanges((changes, meta?: { resync?: boolean }) =>
       this.broadcast(changes, meta?.resync === true),
     );
-    this.timers.push(setInterval(() => this.pingRound(), this.opts.pingIntervalMs).unref());
-    if (!this.opts.unsent) this.unsent.start();
   }
 
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, start: StreamStart): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onOpen(ws, req, start));
+    this.pool.accept(this, req, socket, head, start);
   }
 
-  /** Closes every socket (1001) and stops the timers. */
+  /** Closes every socket (1001). */
   close(): void {
     this.unsubscribe?.();
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
-    if (!this.opts.unsent) this.unsent.stop();
-    for (const [ws, client] of this.clients) {
-      client.closeReason = "shutdown";
-      clearTimeout(client.authTimer);
-      ws.close(V2_CLOSE.goingAway, "server shutting down");
-    }
+    for (const socket of this.pool.sockets("v2")) this.clock.clearTimeout(session(socket).authTimer);
+    this.pool.closeAll("v2");
   }
 
   terminateAll(): void {
-    for (const ws of this.clients.keys()) ws.terminate();
+    this.pool.terminateAll("v2");
   }
 
   /** One batch, one message per socket; unsubscribed sockets share one frame. */
@@ -200,154 +169,106 @@ export class V2Stream {
     const head = `{"type":"changes","epoch":"${epoch}","seq":${seq},"changes":[`;
     let items: string[] | undefined;
     let shared: Buffer | undefined;
-    for (const client of this.clients.values()) {
-      if (!client.live) continue;
+    for (const socket of this.pool.sockets("v2")) {
+      const s = session(socket);
+      if (!s.live) continue;
       items ??= changes.map(changeJson);
-      if (!client.filter) {
+      if (!s.filter) {
         shared ??= textFrame(`${head}${items.join(",")}]}`);
-        this.write(client, shared);
+        this.pool.write(socket, shared);
         continue;
       }
       const mine: string[] = [];
       for (let i = 0; i < changes.length; i++) {
         const c = changes[i]!;
-        if (matches(client.filter, c.userId, c.email)) mine.push(items[i]!);
+        if (matches(s.filter, c.userId, c.email)) mine.push(items[i]!);
       }
-      if (mine.length > 0) {
-        this.write(client, textFrame(`${head}${mine.join(",")}]}`));
-      }
+      if (mine.length > 0) this.pool.write(socket, textFrame(`${head}${mine.join(",")}]}`));
     }
   }
 
-  private onOpen(ws: WebSocket, req: IncomingMessage, start: StreamStart): void {
-    const address = (this.opts.clientAddress ?? peerAddress)(req);
-    const remote = remoteLabel(req, this.opts.clientAddress ?? peerAddress);
-    const client: Client = {
-      ws,
-      remote,
-      address,
-      live: false,
-      since: start.since,
-      filter: start.filter,
-      alive: true,
-      received: 0,
-      connectedAt: Date.now(),
-      sent: 0,
-    };
-    this.clients.set(ws, client);
-    this.unsent.add(client, "v2", (reason) =>
-      this.closeWith(client, V2_CLOSE.tooSlow, reason, "too slow: reconnect with since"),
-    );
-    this.opts.log.info(
-      {
-        event: "v2_connect",
-        remote,
-        since: start.since && `${start.since.epoch ?? ""}:${start.since.seq}`,
-        sockets: this.clients.size,
-      },
-      "v2 stream client connected",
-    );
-    ws.on("pong", () => (client.alive = true));
-    ws.on("message", (data, isBinary) => this.onMessage(client, data, isBinary));
-    ws.on("error", (err) =>
-      this.opts.log.debug({ event: "v2_ws_error", remote, err: err.message }, "v2 socket error"),
-    );
-    ws.on("close", (code) => {
-      this.endAuthWait(client);
-      this.clients.delete(ws);
-      this.unsent.delete(client);
-      this.opts.log.info(
-        {
-          event: "v2_disconnect",
-          remote,
-          code,
-          reason: client.closeReason ?? "client",
-          sockets: this.clients.size,
-        },
-        "v2 stream client disconnected",
-      );
-    });
-    if (start.authorized) {
-      this.goLive(client);
-    } else {
-      this.pending++;
-      const key = addressKey(address);
-      this.pendingByAddress.set(key, (this.pendingByAddress.get(key) ?? 0) + 1);
-      client.authTimer = setTimeout(
-        () => this.closeWith(client, V2_CLOSE.unauthorized, "auth_timeout", "no auth message in time"),
-        this.opts.authTimeoutMs ?? 5000,
-      );
-    }
+  connectFields(start: StreamStart): Record<string, unknown> {
+    return { since: start.since && `${start.since.epoch ?? ""}:${start.since.seq}` };
   }
 
-  private onMessage(client: Client, data: RawData, isBinary: boolean): void {
-    if (client.closeReason) return;
-    if (++client.received > MAX_CLIENT_MESSAGES_PER_ROUND) {
-      return this.closeWith(client, V2_CLOSE.protocolError, "abuse", "too many client messages");
-    }
-    const parsed = parseClientMessage(isBinary ? null : data.toString(), client.live);
-    if (!parsed.ok && parsed.code === "bad_message") {
-      return this.closeWith(client, V2_CLOSE.protocolError, "bad_message", parsed.message);
-    }
-    if (!client.live) {
+  opened(socket: PoolSocket, start: StreamStart): void {
+    const s: Session = { live: false, since: start.since, filter: start.filter, authTimer: undefined };
+    socket.session = s;
+    if (start.authorized) return this.goLive(socket); // the route checked hasRoom()
+    this.pending++;
+    const key = addressKey(socket.address);
+    this.pendingByAddress.set(key, (this.pendingByAddress.get(key) ?? 0) + 1);
+    s.authTimer = this.clock.setTimeout(
+      () => this.pool.close(socket, "auth_timeout"),
+      this.opts.authTimeoutMs ?? 5000,
+    );
+  }
+
+  closed(socket: PoolSocket): void {
+    this.endAuthWait(socket);
+  }
+
+  message(socket: PoolSocket, data: RawData, isBinary: boolean): void {
+    const s = session(socket);
+    // The one place a v2 client message is parsed and checked (the contract in protocol.ts).
+    const parsed = parseClientMessage(isBinary ? null : data.toString(), s.live);
+    if (!parsed.ok && parsed.code === "bad_message")
+      return this.pool.close(socket, "bad_message", parsed.message);
+    if (!s.live) {
       if (parsed.secret === undefined) {
-        return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", 'first send {"type":"auth"}');
+        return this.pool.close(socket, "unauthorized", 'first send {"type":"auth"}');
       }
       if (!secretMatches(this.opts.secrets(), parsed.secret)) {
-        this.opts.authFailures?.fail(client.address);
-        return this.closeWith(client, V2_CLOSE.unauthorized, "unauthorized", "wrong secret");
+        this.opts.authFailures?.fail(socket.address);
+        return this.pool.close(socket, "unauthorized", "wrong secret");
       }
       // Invalid: the client is told and stays unauthenticated, its auth timeout still running.
-      if (!parsed.ok) return this.sendError(client, parsed.code, parsed.message);
+      if (!parsed.ok) return this.sendError(socket, parsed.code, parsed.message);
       if (parsed.msg.type === "auth") {
-        client.filter = makeFilter(parsed.msg.emails, parsed.msg.user_ids) ?? client.filter;
+        s.filter = makeFilter(parsed.msg.emails, parsed.msg.user_ids) ?? s.filter;
       }
-      this.endAuthWait(client);
-      if (this.opts.admit?.() === false) {
-        return this.closeWith(client, V2_CLOSE.tooSlow, "too_many_connections", "connection limit reached");
-      }
-      return this.goLive(client);
+      this.endAuthWait(socket);
+      if (!this.pool.hasRoom()) return this.pool.close(socket, "too_many_connections");
+      return this.goLive(socket);
     }
-    if (!parsed.ok) return this.sendError(client, parsed.code, parsed.message);
+    if (!parsed.ok) return this.sendError(socket, parsed.code, parsed.message);
     switch (parsed.msg.type) {
       case "subscribe":
-        client.filter = makeFilter(parsed.msg.emails ?? [], parsed.msg.user_ids);
-        return this.sendSnapshot(client);
+        s.filter = makeFilter(parsed.msg.emails ?? [], parsed.msg.user_ids);
+        return this.sendSnapshot(socket);
       case "unsubscribe":
-        client.filter = undefined;
-        return this.sendSnapshot(client);
+        s.filter = undefined;
+        return this.sendSnapshot(socket);
       default:
-        return this.sendError(client, "unknown_type", "expected subscribe or unsubscribe");
+        return this.sendError(socket, "unknown_type", "expected subscribe or unsubscribe");
     }
   }
 
-  private endAuthWait(client: Client): void {
-    if (client.authTimer === undefined) return;
-    clearTimeout(client.authTimer);
-    client.authTimer = undefined;
+  private endAuthWait(socket: PoolSocket): void {
+    const s = session(socket);
+    if (s?.authTimer === undefined) return;
+    this.clock.clearTimeout(s.authTimer);
+    s.authTimer = undefined;
     this.pending--;
-    const key = addressKey(client.address);
+    const key = addressKey(socket.address);
     const n = (this.pendingByAddress.get(key) ?? 1) - 1;
     if (n > 0) this.pendingByAddress.set(key, n);
     else this.pendingByAddress.delete(key);
   }
 
   /** Catch-up (exactly the missed changes, or a snapshot), then `ready`, then live batches. */
-  private goLive(client: Client): void {
+  private goLive(socket: PoolSocket): void {
     const { snapshot } = this.opts;
+    const s = session(socket);
     const seq = snapshot.lastSeq;
     const epoch = snapshot.epoch;
-    const missed = decideResume(
-      client.since,
-      { epoch, seq },
-      { epoch: this.logEpoch, changes: this.changeLog },
-    );
+    const missed = decideResume(s.since, { epoch, seq }, { epoch: this.logEpoch, changes: this.changeLog });
     const frames: Buffer[] = [];
-    if (!missed) frames.push(this.snapshotFrame(client));
+    if (!missed) frames.push(this.snapshotFrame(s));
     else {
       for (let i = 0; i < missed.length; i += CATCHUP_CHUNK) {
         const part = missed.slice(i, i + CATCHUP_CHUNK);
-        const items = part.filter((c) => !client.filter || matches(client.filter, c.userId, c.email));
+        const items = part.filter((c) => !s.filter || matches(s.filter, c.userId, c.email));
         if (items.length === 0) continue;
         const last = part[part.length - 1]!.seq;
         frames.push(
@@ -357,25 +278,25 @@ export class V2Stream {
         );
       }
     }
-    client.live = true;
-    setMaxPayload(client.ws, MAX_CLIENT_MESSAGE_BYTES);
+    s.live = true;
+    s.since = undefined;
+    this.pool.count(socket);
+    setMaxPayload(socket, MAX_CLIENT_MESSAGE_BYTES);
     // The snapshot is written on its own, not copied into one buffer with `ready`: unfiltered, it
     // is the same frame for every socket (see snapshotFrame).
     const catchUp = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
-    const shared = !missed && !client.filter;
-    if (catchUp.length > 0) {
-      if (!this.unsent.write(client, catchUp, true, shared)) return;
-      client.sent += frames.length;
-    }
-    this.write(
-      client,
+    const shared = !missed && !s.filter;
+    if (catchUp.length > 0 && !this.pool.write(socket, catchUp, frames.length, true, shared)) return;
+    this.pool.write(
+      socket,
       textFrame(`{"type":"ready","epoch":"${epoch}","seq":${seq},"resumed":${missed !== undefined}}`),
     );
   }
 
   /** A subscription's snapshot: a catch-up, refused (and the socket closed) over an undrained one. */
-  private sendSnapshot(client: Client): void {
-    if (this.unsent.write(client, this.snapshotFrame(client), true, !client.filter)) client.sent++;
+  private sendSnapshot(socket: PoolSocket): void {
+    const s = session(socket);
+    this.pool.write(socket, this.snapshotFrame(s), 1, true, !s.filter);
   }
 
   /**
@@ -383,9 +304,9 @@ export class V2Stream {
    * version and the same bytes are queued on every socket that needs it: built per socket, 200
    * sockets connecting at once to a 30,000-user directory allocated 2.7 GB of copies (RSS 998 MB).
    */
-  private snapshotFrame(client: Client): Buffer {
+  private snapshotFrame(s: { filter?: UserFilter | undefined }): Buffer {
     const { view } = this.opts;
-    if (client.filter) return textFrame(view.body(client.filter, '"type":"snapshot",').json);
+    if (s.filter) return textFrame(view.body(s.filter, '"type":"snapshot",').json);
     if (this.sharedSnapshot?.version !== view.version) {
       this.sharedSnapshot = {
         version: view.version,
@@ -395,29 +316,7 @@ export class V2Stream {
     return this.sharedSnapshot.frame;
   }
 
-  private sendError(client: Client, code: string, message: string): void {
-    this.write(client, textFrame(JSON.stringify({ type: "error", code, message })));
-  }
-
-  private write(client: Client, frame: Buffer): void {
-    if (this.unsent.write(client, frame)) client.sent++;
-  }
-
-  /** A peer that does not read will not finish the closing handshake: cut after 1 s. */
-  private closeWith(client: Client, code: number, reason: string, text: string): void {
-    if (client.closeReason) return;
-    client.closeReason = reason;
-    clearTimeout(client.authTimer);
-    client.ws.close(code, text);
-    setTimeout(() => client.ws.terminate(), 1000).unref();
-  }
-
-  /** Pings every socket, a slice at a time, and drops those that did not answer the last ping. */
-  private pingRound(): void {
-    pingPool(
-      this.clients,
-      () => undefined,
-      () => this.timers.length > 0,
-    );
+  private sendError(socket: PoolSocket, code: string, message: string): void {
+    this.pool.write(socket, textFrame(JSON.stringify({ type: "error", code, message })));
   }
 }

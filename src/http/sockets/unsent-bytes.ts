@@ -1,10 +1,10 @@
 import type { WebSocket } from "ws";
-import type { Logger } from "../log.js";
-import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
-import { writeFrames } from "./ws-frames.js";
+import type { Logger } from "../../log.js";
+import { NO_TELEMETRY, type Telemetry } from "../../telemetry.js";
+import { writeFrames } from "../ws-frames.js";
+import type { SocketProtocol } from "./socket.js";
 
-/** Which pool a socket is in: the compat `/ws` or `/api/v2/stream`. */
-export type SocketProtocol = "compat" | "v2";
+export type { SocketProtocol } from "./socket.js";
 
 /**
  * Why the budget closed a socket (its close reason, in the disconnect log line and the metric):
@@ -16,29 +16,34 @@ export type SocketProtocol = "compat" | "v2";
  */
 export type UnsentCloseReason = "slow_consumer" | "slow_catch_up" | "unsent_total";
 
-/** What the budget keeps of a socket; the pool owns the object and closes the socket. */
+/** What the budget reads of a socket (a PoolSocket); the pool owns it and closes it. */
 export interface BudgetedSocket {
-  readonly ws: WebSocket;
+  readonly lane: SocketProtocol;
   readonly remote: string;
+  readonly readyState: number;
+  readonly OPEN: number;
+  /** What `ws` has not sent yet, raw writes included. */
+  readonly bufferedAmount: number;
   /** Set once the pool (or the budget) closes the socket: it is not written to nor counted. */
-  closeReason?: string;
+  closeReason?: string | undefined;
 }
 
-interface Entry {
-  readonly protocol: SocketProtocol;
-  readonly close: (reason: UnsentCloseReason) => void;
-  /** Bytes of catch-up allowed over the per-socket cap until the socket first drains below it. */
-  slack: number;
-  /** When the catch-up must have drained below the cap (while slack > 0). */
-  deadline: number;
+/**
+ * A catch-up a socket has not drained below the cap yet. Kept aside, only while it lasts: three
+ * fields on every idle socket would be 24 bytes each (docs/PERFORMANCE.md, "Memory per idle socket").
+ */
+interface CatchUp {
+  /** Bytes allowed over the per-socket cap until the socket first drains below it. */
+  readonly slack: number;
+  /** When it must have drained below the cap. */
+  readonly deadline: number;
   /** The catch-up, when it is one frame queued on many sockets (counted once in the total). */
-  shared: Buffer | undefined;
+  readonly shared: Buffer | undefined;
 }
 
 /** One socket's part of the total: its unsent bytes less a shared catch-up it may still hold. */
 interface Holding {
   socket: BudgetedSocket;
-  entry: Entry;
   own: number;
 }
 
@@ -53,6 +58,10 @@ export interface UnsentBytesOptions {
   /** A catch-up has this long to drain below the cap, plus catchUpMsPerMiB per MiB of it. */
   catchUpGraceMs?: number;
   catchUpMsPerMiB?: number;
+  /** Every socket the budget covers (both protocols), read on each sweep. */
+  sockets: () => Iterable<BudgetedSocket>;
+  /** Ends the socket the pool's way (1013 and `reason`), setting its closeReason. */
+  close: (socket: BudgetedSocket, reason: UnsentCloseReason) => void;
 }
 
 /** How often every socket is looked at: exact totals, catch-up deadlines. */
@@ -84,11 +93,12 @@ const LOW_WATER = 0.9;
  * reference, so it counts once, however many sockets hold it.
  */
 export class UnsentBytes {
-  private readonly sockets = new Map<BudgetedSocket, Entry>();
   /** Exact at the last sweep plus every byte written since: never below the truth. */
   private estimate = 0;
   /** Shared catch-ups already in `estimate`. */
   private sharedCounted = new Set<Buffer>();
+  /** Sockets holding a catch-up over the cap (see CatchUp). */
+  private readonly catchUps = new Map<BudgetedSocket, CatchUp>();
   private timer: NodeJS.Timeout | undefined;
   private readonly telemetry: Telemetry;
   private readonly now: () => number;
@@ -116,37 +126,28 @@ export class UnsentBytes {
     this.timer = undefined;
   }
 
-  /** `close` ends the socket the pool's way (1013 and its reason), setting its closeReason. */
-  add(socket: BudgetedSocket, protocol: SocketProtocol, close: (reason: UnsentCloseReason) => void): void {
-    this.sockets.set(socket, { protocol, close, slack: 0, deadline: 0, shared: undefined });
-  }
-
-  delete(socket: BudgetedSocket): void {
-    this.sockets.delete(socket);
-  }
-
   /**
    * Writes `frames` to the socket unless that would break a cap (then the socket is closed, and
    * false returned). `catchUp`: a message allowed over the per-socket cap once (see the class);
    * `shared`: the same Buffer is written to other sockets too (it is counted once in the total).
    */
   write(socket: BudgetedSocket, frames: Buffer, catchUp = false, shared = false): boolean {
-    const { ws } = socket;
-    const entry = this.sockets.get(socket);
-    if (!entry || socket.closeReason || ws.readyState !== ws.OPEN) return false;
-    const buffered = ws.bufferedAmount;
+    if (socket.closeReason || socket.readyState !== socket.OPEN) return false;
+    const buffered = socket.bufferedAmount;
     if (buffered <= this.opts.perSocket) {
-      entry.slack = 0;
-      entry.shared = undefined;
-    } else if (catchUp || buffered > this.opts.perSocket + entry.slack) {
-      this.closeSocket(socket, entry, "slow_consumer", buffered);
+      // Usually no socket is catching up: no lookup per write then.
+      if (this.catchUps.size > 0) this.catchUps.delete(socket);
+    } else if (catchUp || buffered > this.opts.perSocket + (this.catchUps.get(socket)?.slack ?? 0)) {
+      this.closeSocket(socket, "slow_consumer", buffered);
       return false;
     }
-    if (!writeFrames(ws, frames)) return false;
+    if (!writeFrames(socket as unknown as WebSocket, frames)) return false;
     if (catchUp) {
-      entry.slack = frames.length;
-      entry.shared = shared ? frames : undefined;
-      entry.deadline = this.now() + this.graceMs + Math.ceil((frames.length / 1048576) * this.msPerMiB);
+      this.catchUps.set(socket, {
+        slack: frames.length,
+        shared: shared ? frames : undefined,
+        deadline: this.now() + this.graceMs + Math.ceil((frames.length / 1048576) * this.msPerMiB),
+      });
     }
     if (!shared) this.estimate += frames.length;
     else if (!this.sharedCounted.has(frames)) {
@@ -161,19 +162,26 @@ export class UnsentBytes {
   unsent(): Record<SocketProtocol, number> {
     const by: Record<SocketProtocol, number> = { compat: 0, v2: 0 };
     const shared = new Map<Buffer, SocketProtocol>();
-    for (const [socket, entry] of this.sockets) {
+    for (const socket of this.opts.sockets()) {
       if (socket.closeReason) continue;
-      by[entry.protocol] += this.own(socket, entry);
-      if (entry.shared) shared.set(entry.shared, entry.protocol);
+      by[socket.lane] += this.own(socket);
+      const held = this.catchUps.get(socket)?.shared;
+      if (held) shared.set(held, socket.lane);
     }
     for (const [buf, protocol] of shared) by[protocol] += buf.length;
     return by;
   }
 
+  /** The socket is closing or gone: its catch-up, if any, is not tracked any more. */
+  forget(socket: BudgetedSocket): void {
+    this.catchUps.delete(socket);
+  }
+
   /** What a socket holds beyond a shared catch-up (all of which it may still hold). */
-  private own(socket: BudgetedSocket, entry: Entry): number {
-    const buffered = socket.ws.bufferedAmount;
-    return entry.shared ? Math.max(0, buffered - entry.shared.length) : buffered;
+  private own(socket: BudgetedSocket): number {
+    const buffered = socket.bufferedAmount;
+    const shared = this.catchUps.get(socket)?.shared;
+    return shared ? Math.max(0, buffered - shared.length) : buffered;
   }
 
   /** Exact totals; closes sockets past their catch-up deadline, then the largest when over the total. */
@@ -183,22 +191,23 @@ export class UnsentBytes {
     const held: Holding[] = [];
     /** Shared catch-ups still queued, and on how many sockets. */
     const holders = new Map<Buffer, number>();
-    for (const [socket, entry] of this.sockets) {
+    for (const socket of this.opts.sockets()) {
       if (socket.closeReason) continue;
-      const buffered = socket.ws.bufferedAmount;
-      if (entry.slack > 0) {
+      const buffered = socket.bufferedAmount;
+      const catching = this.catchUps.get(socket);
+      if (catching) {
         if (buffered <= this.opts.perSocket) {
-          entry.slack = 0;
-          entry.shared = undefined;
-        } else if (now > entry.deadline) {
-          this.closeSocket(socket, entry, "slow_catch_up", buffered);
+          this.catchUps.delete(socket);
+        } else if (now > catching.deadline) {
+          this.closeSocket(socket, "slow_catch_up", buffered);
           continue;
         }
       }
-      const own = this.own(socket, entry);
+      const own = this.own(socket);
       total += own;
-      if (entry.shared) holders.set(entry.shared, (holders.get(entry.shared) ?? 0) + 1);
-      if (own > 0 || entry.shared) held.push({ socket, entry, own });
+      const shared = this.catchUps.get(socket)?.shared;
+      if (shared) holders.set(shared, (holders.get(shared) ?? 0) + 1);
+      if (own > 0 || shared) held.push({ socket, own });
     }
     for (const buf of holders.keys()) total += buf.length;
     if (total > this.opts.total) total = this.shed(held, holders, total);
@@ -214,19 +223,21 @@ export class UnsentBytes {
     const before = total;
     const closed: Record<SocketProtocol, number> = { compat: 0, v2: 0 };
     held.sort((a, b) => b.own - a.own);
-    for (const { socket, entry, own } of held) {
+    for (const { socket, own } of held) {
       if (total <= this.opts.total * LOW_WATER) break;
-      entry.close("unsent_total");
-      this.sockets.delete(socket);
-      this.telemetry.unsentClosed(entry.protocol, "unsent_total");
-      closed[entry.protocol]++;
+      const { lane } = socket;
+      const shared = this.catchUps.get(socket)?.shared;
+      this.forget(socket);
+      this.opts.close(socket, "unsent_total");
+      this.telemetry.unsentClosed(lane, "unsent_total");
+      closed[lane]++;
       total -= own;
-      if (entry.shared) {
-        const left = (holders.get(entry.shared) ?? 1) - 1;
-        holders.set(entry.shared, left);
+      if (shared) {
+        const left = (holders.get(shared) ?? 1) - 1;
+        holders.set(shared, left);
         if (left === 0) {
-          holders.delete(entry.shared);
-          total -= entry.shared.length;
+          holders.delete(shared);
+          total -= shared.length;
         }
       }
     }
@@ -244,15 +255,10 @@ export class UnsentBytes {
     return total;
   }
 
-  private closeSocket(
-    socket: BudgetedSocket,
-    entry: Entry,
-    reason: UnsentCloseReason,
-    buffered: number,
-  ): void {
+  private closeSocket(socket: BudgetedSocket, reason: UnsentCloseReason, buffered: number): void {
     this.opts.log.warn(
       {
-        event: entry.protocol === "compat" ? "ws_slow_consumer" : "v2_slow_consumer",
+        event: socket.lane === "compat" ? "ws_slow_consumer" : "v2_slow_consumer",
         remote: socket.remote,
         reason,
         buffered,
@@ -261,8 +267,8 @@ export class UnsentBytes {
         ? "closing a socket that did not take its catch-up in time"
         : "closing a socket that does not read",
     );
-    entry.close(reason);
-    this.sockets.delete(socket);
-    this.telemetry.unsentClosed(entry.protocol, reason);
+    this.forget(socket);
+    this.opts.close(socket, reason);
+    this.telemetry.unsentClosed(socket.lane, reason);
   }
 }
