@@ -6,7 +6,7 @@ import { NO_TELEMETRY, type Telemetry } from "../telemetry.js";
 import { encodeStatus } from "../presence/wire.js";
 import { textFrame } from "./ws-frames.js";
 import { ResyncPacer } from "./ws-resync.js";
-import { SYSTEM_CLOCK, type Clock } from "./sockets/clock.js";
+import { BACKGROUND_CLOCK, type Clock } from "../util/clock.js";
 import type { SocketHandler, SocketPool } from "./sockets/pool.js";
 import type { PoolSocket } from "./sockets/socket.js";
 
@@ -65,7 +65,7 @@ export class WsHub implements SocketHandler<CompatStart> {
 
   constructor(private readonly opts: WsHubOptions) {
     this.pool = opts.pool;
-    this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.clock = opts.clock ?? BACKGROUND_CLOCK;
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
     this.resync = new ResyncPacer(
       opts.snapshot,

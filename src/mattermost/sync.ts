@@ -90,12 +90,12 @@ function answeredWithoutRecord(s: RawStatus): boolean {
  */
 export class PresenceSync {
   readonly health: UpstreamHealth = initialHealth();
-  private timer: unknown;
+  private timer: NodeJS.Timeout | undefined;
   private running = false;
   private stopped = true;
   private directoryHint: string | undefined;
   private readonly pendingUsers = new Set<string>();
-  private userTimer: unknown;
+  private userTimer: NodeJS.Timeout | undefined;
   private lastHintRequestAt = 0;
   private warnedUnknown = new Set<string>();
   private inFlight: Promise<void> | undefined;

@@ -6,7 +6,7 @@ import { NO_TELEMETRY, type Telemetry } from "../../telemetry.js";
 import { peerAddress, type ClientAddress } from "../client-address.js";
 import type { ProviderSocket } from "../provider-sockets.js";
 import { writeFrames } from "../ws-frames.js";
-import { SYSTEM_CLOCK, type Clock } from "./clock.js";
+import { BACKGROUND_CLOCK, type Clock } from "../../util/clock.js";
 import { closeFrame, type CloseReason } from "./close-codes.js";
 import {
   dropClearedIdleTimer,
@@ -121,7 +121,7 @@ export class SocketPool {
 
   constructor(private readonly opts: SocketPoolOptions) {
     this.telemetry = opts.telemetry ?? NO_TELEMETRY;
-    this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.clock = opts.clock ?? BACKGROUND_CLOCK;
     this.clientAddress = opts.clientAddress ?? peerAddress;
     this.since = this.clock.now();
     this.unsent = new UnsentBytes({

@@ -9,7 +9,7 @@ import { secretMatches } from "../auth.js";
 import { setMaxPayload, textFrame } from "../ws-frames.js";
 import { addressKey } from "../auth-limit.js";
 import type { AuthFailures } from "../auth-limit.js";
-import { SYSTEM_CLOCK, type Clock } from "../sockets/clock.js";
+import { BACKGROUND_CLOCK, type Clock } from "../../util/clock.js";
 import type { SocketHandler, SocketPool } from "../sockets/pool.js";
 import type { PoolSocket } from "../sockets/socket.js";
 import { V2_MAX_AUTH_MESSAGE_BYTES, parseClientMessage } from "./protocol.js";
@@ -97,7 +97,7 @@ export class V2Stream implements SocketHandler<StreamStart> {
 
   constructor(private readonly opts: StreamOptions) {
     this.pool = opts.pool;
-    this.clock = opts.clock ?? SYSTEM_CLOCK;
+    this.clock = opts.clock ?? BACKGROUND_CLOCK;
     this.changeLog = new ChangeLog(opts.retainedChanges);
     this.pool.register(this);
   }
