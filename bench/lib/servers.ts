@@ -34,6 +34,8 @@ export function gatewayEnv(simUrl: string, extra: Record<string, string> = {}): 
     HOST: "127.0.0.1",
     PORT: "0",
     LOG_LEVEL: "info",
+    // One process unless a scenario asks for workers (the default is one per core).
+    PRESENCE_WORKERS: "1",
     ...extra,
   };
 }

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -12,20 +12,61 @@ export const WRK = "/usr/bin/wrk";
 
 const CLOCK_TICKS_PER_S = 100; // Linux USER_HZ
 
-/** utime and stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat). */
-export function cpuTicksOf(pid: number): { user: number; system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return { user: Number(fields[11]), system: Number(fields[12]) };
+/**
+ * A process and its descendants (an instance with worker processes is a primary and its forked
+ * workers), from /proc/<pid>/task/<tid>/children.
+ */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const tid of tasks) {
+      try {
+        const children = readFileSync(`/proc/${out[i]}/task/${tid}/children`, "utf8").trim();
+        if (children) out.push(...children.split(" ").map(Number));
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  }
+  return out;
 }
 
 /**
- * Pins a running process (every thread: libuv's pool and V8's helpers too) to one core, so that
- * it and wrk do not take turns on the same one. Returns false where taskset is missing.
+ * utime and stime of a process and its descendants, in clock ticks (fields 14 and 15 of
+ * /proc/<pid>/stat, summed): with worker processes, the whole instance.
+ */
+export function cpuTicksOf(pid: number): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      user += Number(fields[11]);
+      system += Number(fields[12]);
+    } catch {
+      // exited between the listing and the read
+    }
+  }
+  return { user, system };
+}
+
+/**
+ * Pins a running process and its descendants (every thread: libuv's pool and V8's helpers too)
+ * to one core, so that they and wrk do not take turns on the same one. Returns false where
+ * taskset is missing.
  */
 export function pinTo(pid: number, core: number): boolean {
   try {
-    execFileSync("taskset", ["-a", "-p", "-c", String(core), String(pid)], { stdio: "ignore" });
+    for (const p of processTree(pid)) {
+      execFileSync("taskset", ["-a", "-p", "-c", String(core), String(p)], { stdio: "ignore" });
+    }
     return true;
   } catch {
     return false;

@@ -55,7 +55,8 @@ function best(rounds: WrkResult[]): WrkResult {
  * run, ROUNDS rounds interleaved, the best round of each kept. The figure is requests per
  * CPU-second of the server process (user + system from /proc/<pid>/stat), which does not depend
  * on how much of the shared machine the server got. The gateway polls only every 10 minutes here,
- * so the window holds the request path alone. With BENCH_COMPARE=name=<another build's
+ * so the window holds the request path alone. "2 workers" is the same gateway with
+ * PRESENCE_WORKERS=2, its CPU summed over the primary and the workers. With BENCH_COMPARE=name=<another build's
  * dist/src/cli/main.js>,... more gateways run in the same rounds (before/after a change).
  */
 export async function statusCpuScenario(ctx: Context): Promise<string> {
@@ -64,6 +65,12 @@ export async function statusCpuScenario(ctx: Context): Promise<string> {
   const quiet = { PRESENCE_POLL_INTERVAL_MS: "600000", PRESENCE_DIRECTORY_REFRESH_MS: "600000" };
   const servers: { name: string; server: Server }[] = [
     { name: "gateway", server: await ctx.use(startGatewayProcess(gatewayEnv(sim.url, quiet))) },
+    // The same instance with 2 worker processes: its CPU is summed over the primary and both
+    // workers (pinned to the same core), so the ratio shows what the cluster adds per request.
+    {
+      name: "2 workers",
+      server: await ctx.use(startGatewayProcess(gatewayEnv(sim.url, { ...quiet, PRESENCE_WORKERS: "2" }))),
+    },
   ];
   for (const [name, cli] of compareBuilds(process.env.BENCH_COMPARE)) {
     servers.push({
@@ -113,7 +120,7 @@ export async function statusCpuScenario(ctx: Context): Promise<string> {
     .filter((s) => s.name !== "gateway" && s.name !== "ceiling")
     .map((s) => {
       const b = med[s.name]!;
-      return `; build "${s.name}" ${fmt(b)} = ${fmtRatio(ratio(b.requestsPerCpuS, c.requestsPerCpuS))} ceiling`;
+      return `; "${s.name}" ${fmt(b)} = ${fmtRatio(ratio(b.requestsPerCpuS, c.requestsPerCpuS))} ceiling`;
     })
     .join("");
   return (
