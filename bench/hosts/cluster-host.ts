@@ -40,6 +40,7 @@ if (cluster.isWorker) {
     workers: config.workers,
     authFailureBurst: config.authFailureBurst,
     authFailureWindowMs: config.authFailureWindowMs,
+    workerStallMs: config.workerStallMs,
   });
   await gateway.start();
   const port = await primary.start();
