@@ -20,8 +20,6 @@ const INSTANCE_CHANGES = 5;
 const SOCKETS_PER_CLIENT = 10_000;
 /** Interleaved rounds in the cores scenario: each round sends one change to each instance. */
 const ROUNDS = 16;
-/** Idle time over which each server process's background CPU (polling, timers) is measured. */
-const IDLE_MS = 4000;
 
 const loadavg = (): string => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 
@@ -118,17 +116,13 @@ interface Side {
   clients: Clients;
   /** Server processes: the one process, or the primary then each worker. */
   pids: number[];
-  /** Background CPU per ms of wall clock, per server process (polling, timers). */
-  idle: number[];
   p99: number[];
   last: number[];
-  /** CPU ms per change per server process, background subtracted, summed over the rounds. */
+  /** CPU ms per change per server process, summed over the rounds. */
   cpu: number[];
+  /** CPU ms per server process over an idle window as long as each round, summed (background). */
+  idleCpu: number[];
   incomplete: number;
-}
-
-function idleRates(pids: number[], wallMs: number, before: number[]): number[] {
-  return pids.map((pid, i) => Math.max(0, (cpuMsOf(pid) - before[i]!) / wallMs));
 }
 
 async function round(side: Side): Promise<void> {
@@ -136,9 +130,11 @@ async function round(side: Side): Promise<void> {
   const t0 = performance.now();
   const d = await deliver(side.clients, 1, changeVia(side.sim, side.gw), 30_000);
   const wall = performance.now() - t0;
-  side.pids.forEach((pid, i) => {
-    side.cpu[i]! += cpuMsOf(pid) - before[i]! - side.idle[i]! * wall;
-  });
+  side.pids.forEach((pid, i) => (side.cpu[i]! += cpuMsOf(pid) - before[i]!));
+  // The same length of time with no change: what polling and timers cost meanwhile.
+  const idleBefore = side.pids.map(cpuMsOf);
+  await sleep(wall);
+  side.pids.forEach((pid, i) => (side.idleCpu[i]! += cpuMsOf(pid) - idleBefore[i]!));
   const s = summarize(d.latencies);
   side.p99.push(s.p99);
   side.last.push(s.max);
@@ -182,20 +178,14 @@ export async function coresScenario(ctx: Context): Promise<string> {
       gw,
       clients,
       pids,
-      idle: pids.map(() => 0),
       p99: [],
       last: [],
       cpu: pids.map(() => 0),
+      idleCpu: pids.map(() => 0),
       incomplete: 0,
     });
     const one = side("one process", simOne, gwOne, clientsOne, [gwOne.pid]);
     const cl = side("2 workers", simTwo, gwTwo, clientsTwo, [two.primary, ...two.workers]);
-    const idleBefore = [...one.pids, ...cl.pids].map(cpuMsOf);
-    const idleStart = performance.now();
-    await sleep(IDLE_MS);
-    const rates = idleRates([...one.pids, ...cl.pids], performance.now() - idleStart, idleBefore);
-    one.idle = rates.slice(0, 1);
-    cl.idle = rates.slice(1);
     // Warm-up: one change each, not counted (first frames build caches, JIT).
     await deliver(clientsOne, 1, changeVia(simOne, gwOne), 30_000);
     await deliver(clientsTwo, 1, changeVia(simTwo, gwTwo), 30_000);
@@ -207,16 +197,22 @@ export async function coresScenario(ctx: Context): Promise<string> {
       }
     }
     const perRound = one.p99.map((p, i) => ratio(cl.p99[i]!, p));
-    const cpuOne = one.cpu[0]! / ROUNDS;
-    const cpuCl = cl.cpu.map((c) => c / ROUNDS);
+    const cpuOne = (one.cpu[0]! - one.idleCpu[0]!) / ROUNDS;
+    const cpuCl = cl.cpu.map((c, i) => (c - cl.idleCpu[i]!) / ROUNDS);
     const cpuClTotal = cpuCl.reduce((a, b) => a + b, 0);
     const busiestWorker = Math.max(...cpuCl.slice(1));
     const projected = ratio(cpuCl[0]! + busiestWorker, cpuOne);
     const ended = loadavg();
     ctx.detail(`cores-${sockets}`, {
       rounds: ROUNDS,
-      oneProcess: { p99: one.p99, last: one.last, cpuMsPerChange: cpuOne, idleCpuShare: one.idle },
-      twoWorkers: { p99: cl.p99, last: cl.last, cpuMsPerChange: cpuCl, idleCpuShare: cl.idle },
+      oneProcess: {
+        p99: one.p99,
+        last: one.last,
+        cpuMsPerChange: cpuOne,
+        cpuMs: one.cpu,
+        idleCpuMs: one.idleCpu,
+      },
+      twoWorkers: { p99: cl.p99, last: cl.last, cpuMsPerChange: cpuCl, cpuMs: cl.cpu, idleCpuMs: cl.idleCpu },
       perRoundRatio: perRound,
       incomplete: one.incomplete + cl.incomplete,
       loadavg: { started, ended },
