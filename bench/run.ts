@@ -16,8 +16,9 @@ import { hintsScenario } from "./scenarios/hints.js";
 import { replicasScenario } from "./scenarios/replicas.js";
 import { resyncScenario, type ResyncOptions } from "./scenarios/resync.js";
 import { pingScenario } from "./scenarios/ping.js";
+import { coresScenario, instanceScenario } from "./scenarios/cores.js";
 
-type Scenario = (ctx: Context & ResyncOptions) => Promise<string>;
+type Scenario = (ctx: Context & ResyncOptions & { instanceSockets: number }) => Promise<string>;
 const SCENARIOS: Record<string, Scenario> = {
   status: statusScenario,
   "status-cpu": statusCpuScenario,
@@ -25,6 +26,8 @@ const SCENARIOS: Record<string, Scenario> = {
   burst: burstScenario,
   fanout: fanoutScenario,
   workers: workersScenario,
+  cores: coresScenario,
+  instance: instanceScenario,
   memory: memoryScenario,
   upstream: upstreamScenario,
   hints: hintsScenario,
@@ -40,7 +43,8 @@ Scenarios: ${Object.keys(SCENARIOS).join(", ")} (default: all, in this order)
 Options:
   --duration <s>         seconds per /status load run (default 10)
   --connections <n>      connections for status/304/status-cpu (default 100)
-  --sockets <n,n>        WebSocket counts for fanout and memory; ping uses the first (default 10000,19000)
+  --sockets <n,n>        WebSocket counts for fanout and memory; ping and cores use the first (default 10000,19000)
+  --instance-sockets <n> sockets held by one 2-worker instance in instance (default 30000)
   --burst <n>            changes in the fan-out burst (default 1000)
   --providers <n>        providers in the Monday-morning burst (default 5000)
   --burst-users <n>      users they page (default 50000)
@@ -66,6 +70,7 @@ async function main(): Promise<number> {
       connections: { type: "string", default: "100" },
       sockets: { type: "string", default: "10000,19000" },
       burst: { type: "string", default: "1000" },
+      "instance-sockets": { type: "string", default: "30000" },
       providers: { type: "string", default: "5000" },
       "burst-users": { type: "string", default: "50000" },
       "upstream-users": { type: "string", default: "1000,10000,50000" },
@@ -91,7 +96,7 @@ async function main(): Promise<number> {
   let failures = 0;
   for (const name of names) {
     const stops: (() => Promise<void>)[] = [];
-    const ctx: Context & ResyncOptions = {
+    const ctx: Context & ResyncOptions & { instanceSockets: number } = {
       async use(p) {
         const v = await p;
         stops.push(() => v.stop());
@@ -110,6 +115,7 @@ async function main(): Promise<number> {
       burstUsers: ints(values["burst-users"])[0]!,
       upstreamUsers: ints(values["upstream-users"]),
       resyncSockets: ints(values["resync-sockets"])[0]!,
+      instanceSockets: ints(values["instance-sockets"])[0]!,
     };
     let timer: NodeJS.Timeout | undefined;
     try {

@@ -5,6 +5,7 @@
  * change batch, with `t` (ms, CLOCK_MONOTONIC) taken when the primary's snapshot emits it, before
  * the batch is shipped to the workers: the fan-out is timed from the primary seeing a change to
  * the last socket of any worker receiving it. Settings come from the environment.
+ * `{cmd:"pids"}` answers `{type:"pids", primary, workers}` (for CPU and RSS from /proc).
  */
 import cluster from "node:cluster";
 import { pino } from "pino";
@@ -39,6 +40,7 @@ if (cluster.isWorker) {
     workers: config.workers,
     authFailureBurst: config.authFailureBurst,
     authFailureWindowMs: config.authFailureWindowMs,
+    workerStallMs: config.workerStallMs,
   });
   await gateway.start();
   const port = await primary.start();
@@ -50,5 +52,10 @@ if (cluster.isWorker) {
     void Promise.all([gateway.stop(2000), primary.stop(2000)]).then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("disconnect", stop);
+  process.on("message", (m: { cmd?: string }) => {
+    if (m.cmd !== "pids") return;
+    const workers = Object.values(cluster.workers ?? {}).map((w) => w!.process.pid);
+    send({ type: "pids", primary: process.pid, workers });
+  });
   send({ type: "ready", url: `http://127.0.0.1:${port}`, users: gateway.snapshot.visible().length });
 }

@@ -24,7 +24,7 @@ const SIM_USERS = 2000;
  * and no resync meanwhile (the clients never read /status, so each would otherwise be sent the
  * whole directory in the background while the live path is measured).
  */
-function socketGatewayEnv(simUrl: string, sockets: number): Record<string, string> {
+export function socketGatewayEnv(simUrl: string, sockets: number): Record<string, string> {
   return gatewayEnv(simUrl, {
     PRESENCE_POLL_INTERVAL_MS: "250",
     PRESENCE_KEEPALIVE_MS: "600000",
@@ -33,7 +33,7 @@ function socketGatewayEnv(simUrl: string, sockets: number): Record<string, strin
   });
 }
 
-function clientProcesses(sockets: number): number {
+export function clientProcesses(sockets: number): number {
   return Math.max(2, Math.ceil(sockets / MAX_SOCKETS_PER_PROCESS));
 }
 
@@ -44,7 +44,7 @@ export function tooMany(sockets: number): string | undefined {
     : undefined;
 }
 
-interface Delivery {
+export interface Delivery {
   /** Per socket, ms from the server having the change to the socket having all `expect` frames. */
   latencies: number[];
   /** expect × sockets / (last receipt − t0), messages per second. */
@@ -53,7 +53,7 @@ interface Delivery {
 }
 
 /** Arms every client for `expect` frames, triggers, and gathers per-socket receipt times against t0. */
-async function deliver(
+export async function deliver(
   clients: Clients,
   expect: number,
   trigger: () => Promise<number>,
@@ -90,7 +90,7 @@ async function deliver(
 }
 
 /** Waits for change batches from the gateway host until `n` changes were seen; returns the first's time. */
-async function seen(gateway: Host, n: number, timeoutMs: number): Promise<number> {
+export async function seen(gateway: Host, n: number, timeoutMs: number): Promise<number> {
   let total = 0;
   let first = NaN;
   while (total < n) {

@@ -98,6 +98,7 @@ export async function runStart(argv: string[]): Promise<number> {
           workers,
           authFailureBurst: config.authFailureBurst,
           authFailureWindowMs: config.authFailureWindowMs,
+          workerStallMs: config.workerStallMs,
         })
       : undefined;
   try {

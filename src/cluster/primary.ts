@@ -14,6 +14,13 @@ const TICK_MS = 100;
 const GATHER_WAIT_MS = 2000;
 /** A worker dying again soon after its start is replaced with a growing delay, up to this. */
 const MAX_RESPAWN_DELAY_MS = 5000;
+/**
+ * Changes (batch entries, snapshot users; roughly 100 bytes each once serialized) the primary may
+ * hold for one worker that does not read them: past this, the worker is killed and replaced
+ * whatever PRESENCE_WORKER_STALL_MS says, so a burst cannot grow the primary's memory without
+ * bound (~100 MB per stuck worker at most).
+ */
+export const MAX_UNREAD_CHANGES = 1_000_000;
 
 interface Slot {
   /** "1".."N": the worker's label in per-process metrics; a replacement takes the same slot. */
@@ -27,6 +34,16 @@ interface Slot {
   greeted: boolean;
   listening: boolean;
   respawnDelayMs: number;
+  /**
+   * Messages node:cluster has not yet handed to the kernel for this worker, oldest first: when
+   * each was sent, and its weight (changes it carries). The socket buffer between the processes
+   * holds a few hundred KB; past that, a worker that stops reading (stuck, stopped, its event
+   * loop blocked) leaves every further message queued in the primary's memory.
+   */
+  unread: { at: number; weight: number }[];
+  unreadWeight: number;
+  /** Killed for not reading: its exit is counted as "stalled", not "exited". */
+  stalled: boolean;
 }
 
 interface Gathering {
@@ -67,6 +84,8 @@ export class ClusterPrimary {
       /** PRESENCE_AUTH_FAILURE_BURST and _WINDOW_MS: the primary logs `auth_rate_limited`. */
       authFailureBurst: number;
       authFailureWindowMs: number;
+      /** PRESENCE_WORKER_STALL_MS: a worker leaving a message unread this long is replaced. */
+      workerStallMs: number;
     },
   ) {
     // Every worker's failed credentials, in one order: the `auth_rate_limited` line, once.
@@ -149,6 +168,9 @@ export class ClusterPrimary {
       greeted: false,
       listening: false,
       respawnDelayMs: old?.respawnDelayMs ?? 100,
+      unread: [],
+      unreadWeight: 0,
+      stalled: false,
     };
     this.slots.set(id, slot);
     // A worker whose channel is closing may still be sent to: nothing to do about it but log.
@@ -188,8 +210,9 @@ export class ClusterPrimary {
     const lived = Date.now() - slot.forkedAt;
     const delay = lived > 10_000 ? 100 : Math.min(MAX_RESPAWN_DELAY_MS, slot.respawnDelayMs * 2);
     slot.respawnDelayMs = delay;
+    this.opts.gateway.metrics.workerReplaced(slot.stalled ? "stalled" : "exited");
     this.opts.log.warn(
-      { event: "worker_exited", worker: slot.id, code, signal, respawnMs: delay },
+      { event: "worker_exited", worker: slot.id, code, signal, respawnMs: delay, stalled: slot.stalled },
       `worker ${slot.id} exited; its providers reconnect to the others; replacing it`,
     );
     setTimeout(() => {
@@ -277,6 +300,11 @@ export class ClusterPrimary {
 
   private onTick(): void {
     const gateway = this.opts.gateway;
+    const now = Date.now();
+    for (const slot of this.slots.values()) {
+      const oldest = slot.unread[0];
+      if (oldest && now - oldest.at > this.opts.workerStallMs) this.stalled(slot, now - oldest.at);
+    }
     if (gateway.snapshot.ready) {
       for (const slot of this.slots.values()) {
         if (slot.greeted && !slot.hasState) this.sendState(slot);
@@ -365,7 +393,41 @@ export class ClusterPrimary {
     }
   }
 
+  /**
+   * Sends one message, keeping count of what the worker has not read: the channel completes
+   * writes in order, so each callback retires the oldest entry. A worker over the bound is
+   * replaced at once; one merely slow is replaced by the tick once a message waited too long.
+   */
   private send(slot: Slot, msg: ToWorker): void {
-    if (slot.worker.isConnected()) slot.worker.send(msg);
+    if (slot.stalled || !slot.worker.isConnected()) return;
+    const weight = msg.t === "batch" ? msg.changes.length : msg.t === "state" ? msg.state.users.length : 1;
+    slot.unread.push({ at: Date.now(), weight });
+    slot.unreadWeight += weight;
+    slot.worker.send(msg, () => {
+      const done = slot.unread.shift();
+      if (done) slot.unreadWeight -= done.weight;
+    });
+    if (slot.unreadWeight > MAX_UNREAD_CHANGES) this.stalled(slot, Date.now() - slot.unread[0]!.at);
+  }
+
+  /** A worker that does not read what it is sent: killed (SIGKILL works on a stopped process too). */
+  private stalled(slot: Slot, unreadMs: number): void {
+    if (slot.stalled) return;
+    slot.stalled = true;
+    this.opts.log.error(
+      {
+        event: "worker_stalled",
+        worker: slot.id,
+        pid: slot.worker.process.pid,
+        unreadMessages: slot.unread.length,
+        unreadChanges: slot.unreadWeight,
+        unreadMs,
+      },
+      `worker ${slot.id} left the primary's messages unread for ${unreadMs} ms; killing and replacing it`,
+    );
+    // What it never read is dropped with it: its replacement starts from the full snapshot.
+    slot.unread = [];
+    slot.unreadWeight = 0;
+    slot.worker.process.kill("SIGKILL");
   }
 }

@@ -43,6 +43,8 @@ export interface Config {
   maxConnections: number;
   /** Worker processes serving connections (src/cluster); 1: one process, as before workers. */
   workers: number;
+  /** A worker that leaves the primary's messages unread this long is killed and replaced. */
+  workerStallMs: number;
   wsPingIntervalMs: number;
   shutdownGraceMs: number;
   authFailureBurst: number;
@@ -168,6 +170,7 @@ const FIELD: Record<SettingEnv, keyof Config> = {
   PRESENCE_MAX_BUFFERED_TOTAL_BYTES: "maxBufferedTotalBytes",
   PRESENCE_MAX_CONNECTIONS: "maxConnections",
   PRESENCE_WORKERS: "workers",
+  PRESENCE_WORKER_STALL_MS: "workerStallMs",
   PRESENCE_WS_PING_INTERVAL_MS: "wsPingIntervalMs",
   PRESENCE_SHUTDOWN_GRACE_MS: "shutdownGraceMs",
   PRESENCE_AUTH_FAILURE_BURST: "authFailureBurst",

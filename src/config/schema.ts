@@ -203,6 +203,14 @@ export const SETTINGS = [
     help: "processes accepting connections on the port, fed by one primary that alone talks to Mattermost (auto: one per core); 1: a single process, no cluster",
   },
   {
+    env: "PRESENCE_WORKER_STALL_MS",
+    kind: "int",
+    default: "10000",
+    min: 100,
+    max: 600_000,
+    help: "with workers: a worker that leaves the primary's messages unread this long (its backlog growing in the primary) is killed and replaced",
+  },
+  {
     env: "PRESENCE_SHUTDOWN_GRACE_MS",
     kind: "int",
     default: "10000",

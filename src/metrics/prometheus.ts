@@ -65,6 +65,7 @@ export class GatewayMetrics implements Telemetry {
   private readonly pollRequests: Gauge;
   private readonly directorySeconds: Histogram;
   private readonly changes: Counter;
+  private readonly workerReplacements: Counter<"reason">;
 
   constructor(
     opts: {
@@ -157,6 +158,13 @@ export class GatewayMetrics implements Telemetry {
       name: `${p}unsent_closes_total`,
       help: "WebSockets closed for unsent bytes, by protocol (compat, v2) and reason (slow_consumer, slow_catch_up, unsent_total)",
       labelNames: ["protocol", "reason"],
+      registers,
+    });
+    // Counted by the primary only (the workers never restart each other): summed, it is its value.
+    this.workerReplacements = new Counter({
+      name: `${p}worker_replacements_total`,
+      help: "Worker processes replaced by the primary, by reason (exited: it died; stalled: it left the primary's messages unread past PRESENCE_WORKER_STALL_MS or its backlog bound, and was killed)",
+      labelNames: ["reason"],
       registers,
     });
     this.wsOpened = new Counter({
@@ -344,6 +352,11 @@ export class GatewayMetrics implements Telemetry {
   }
 
   // ---- Telemetry ----
+
+  /** The primary replaced a worker ("exited" or "stalled"). */
+  workerReplaced(reason: "exited" | "stalled"): void {
+    this.workerReplacements.inc({ reason });
+  }
 
   statusChanges(count: number): void {
     this.changes.inc(count);
