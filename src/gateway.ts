@@ -257,27 +257,18 @@ export class Gateway {
       start: () => (this.worker ? undefined : this.secretSource.seed()),
       stop: () => undefined,
     };
-    // The pools subscribe before any change can be emitted, so the v2 change log has no gap.
+    // The protocols subscribe before any change can be emitted, so the v2 change log has no gap.
+    // The shared socket pool (ping rounds, unsent-bytes sweeps; every socket's final terminate)
+    // comes first so that it stops last, after both protocols have closed their sockets.
     const pools: Component[] = [
-      {
-        name: "compat-pool",
-        start: () => this.hub.start(),
-        stop: () => this.hub.close(),
-        terminate: () => this.hub.terminateAll(),
-      },
-      {
-        name: "v2-pool",
-        start: () => this.v2.stream.start(),
-        stop: () => this.v2.stream.close(),
-        terminate: () => this.v2.stream.terminateAll(),
-      },
-      // The shared pool: ping rounds and the unsent-bytes sweeps (after both protocols closed).
       {
         name: "socket-pool",
         start: () => this.sockets.start(),
         stop: () => this.sockets.stop(),
         terminate: () => this.sockets.terminateAll(),
       },
+      { name: "compat-protocol", start: () => this.hub.start(), stop: () => this.hub.close() },
+      { name: "v2-protocol", start: () => this.v2.stream.start(), stop: () => this.v2.stream.close() },
       { name: "admin", start: () => undefined, stop: () => this.admin.close() },
     ];
     // Before listening: an unreachable Redis is a startup error, with no port left bound.

@@ -45,8 +45,11 @@ export type ToWorker =
 export interface WorkerCounts {
   compat: number;
   v2: number;
-  /** v2 streams past authentication (those count against PRESENCE_MAX_CONNECTIONS). */
-  v2Authenticated: number;
+  /**
+   * Sockets counted against PRESENCE_MAX_CONNECTIONS (compat, and v2 streams past
+   * authentication), exactly as the worker's socket pool admits with.
+   */
+  connections: number;
   ready: boolean;
 }
 

@@ -106,6 +106,9 @@ export class ClusterPrimary {
     });
   }
 
+  /** True until every worker of the first start listens (see onExit). */
+  private starting = true;
+
   /** Forks the workers; resolves with the port once every one listens, rejects if one cannot. */
   async start(): Promise<number> {
     this.tick = setInterval(() => this.onTick(), TICK_MS).unref();
@@ -113,6 +116,7 @@ export class ClusterPrimary {
     for (let i = 1; i <= this.opts.workers; i++) listening.push(this.fork(String(i)));
     try {
       const ports = await Promise.all(listening);
+      this.starting = false;
       return ports[0]!;
     } catch (err) {
       await this.stop(1000);
@@ -205,7 +209,9 @@ export class ClusterPrimary {
     if (this.stopping || this.slots.get(slot.id) !== slot) return;
     slot.counts = undefined;
     this.queueReport();
-    if (!slot.listening) return; // a start failure: start() rejects and the instance ends
+    // A worker of the first start that cannot listen: start() rejects and the instance ends. A
+    // replacement that dies before listening is replaced again, ever more slowly, like any other.
+    if (!slot.listening && this.starting) return;
     // A worker that lived a while is replaced at once; one that keeps dying, ever more slowly.
     const lived = Date.now() - slot.forkedAt;
     const delay = lived > 10_000 ? 100 : Math.min(MAX_RESPAWN_DELAY_MS, slot.respawnDelayMs * 2);
@@ -349,7 +355,7 @@ export class ClusterPrimary {
     for (const slot of this.slots.values()) {
       const c = slot.counts;
       if (!c) continue;
-      connections[slot.id] = c.compat + c.v2Authenticated;
+      connections[slot.id] = c.connections;
       compat += c.compat;
     }
     return {

@@ -79,7 +79,7 @@ export class InstanceView implements WorkerLink {
       const counts: WorkerCounts = {
         compat: gateway.hub.size,
         v2: gateway.v2.stream.size,
-        v2Authenticated: gateway.v2.stream.authenticated,
+        connections: gateway.sockets.connections,
         ready: gateway.notReady() === undefined,
       };
       const key = JSON.stringify(counts);
@@ -252,6 +252,27 @@ export async function runWorker(
   const channel = processChannel();
   const view = new InstanceView(id, channel, log);
   const gateway = new Gateway(config, log, view.telemetry(), onSecrets, { kind: "worker", link: view });
+
+  // Stop requests are heard from the first moment, also while the gateway starts: a replacement
+  // told to stop mid-start stops as soon as it has started, rather than waiting for SIGKILL.
+  let started = false;
+  let stopRequested: string | undefined;
+  let stopNow: ((why: string) => void) | undefined;
+  const requestStop = (why: string): void => {
+    if (stopNow) stopNow(why);
+    else stopRequested ??= why;
+  };
+  channel.onMessage((msg) => {
+    if (msg.t === "stop") requestStop("primary");
+    else if (msg.t === "reload" && started) reload(gateway, msg.reason);
+  });
+  // The primary is gone (killed, crashed): nothing feeds this worker any more.
+  process.once("disconnect", () => requestStop("primary_gone"));
+  // A terminal's ^C reaches every process of the group; the primary stops the workers itself.
+  process.on("SIGINT", () => undefined);
+  process.once("SIGTERM", () => requestStop("SIGTERM"));
+  process.on("SIGHUP", () => undefined); // the primary forwards a reload
+
   try {
     await gateway.start();
   } catch (err) {
@@ -260,14 +281,19 @@ export async function runWorker(
       `cannot listen on ${config.host}:${config.port}`,
     );
     log.flush();
+    // The IPC channel and its listeners would keep this process alive: let it exit, so that the
+    // primary sees the exit (and ends the instance at start, or replaces the worker later).
+    view.detach();
+    if (process.connected) process.disconnect();
     return 1;
   }
+  started = true;
   view.attach(gateway);
   channel.send({ t: "listening", port: (gateway.server.address() as { port: number }).port });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (why: string, graceMs = config.shutdownGraceMs) => {
+    stopNow = (why: string, graceMs = config.shutdownGraceMs) => {
       if (stopping) return;
       stopping = true;
       log.info({ event: "worker_stopping", why, sockets: gateway.hub.size }, "worker stopping");
@@ -279,15 +305,6 @@ export async function runWorker(
         resolve(0);
       });
     };
-    channel.onMessage((msg) => {
-      if (msg.t === "stop") stop("primary");
-      else if (msg.t === "reload") reload(gateway, msg.reason);
-    });
-    // The primary is gone (killed, crashed): nothing feeds this worker any more.
-    process.once("disconnect", () => stop("primary_gone"));
-    // A terminal's ^C reaches every process of the group; the primary stops the workers itself.
-    process.on("SIGINT", () => undefined);
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGHUP", () => undefined); // the primary forwards a reload
+    if (stopRequested !== undefined) stopNow(stopRequested);
   });
 }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { createServer } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
@@ -13,7 +14,7 @@ import { join } from "node:path";
 import { describe, test, type TestContext } from "node:test";
 import WebSocket from "ws";
 import { MattermostSimulator, type SimStatus } from "../../src/simulator/index.js";
-import { GatewayProcess } from "../helpers/gateway-process.js";
+import { GatewayProcess, runCli } from "../helpers/gateway-process.js";
 import { assertConverged, waitUntil } from "../helpers/in-process.js";
 import { BASE, FakeProvider } from "../helpers/provider.js";
 
@@ -312,5 +313,30 @@ describe("worker processes (PRESENCE_WORKERS=2, real CLI)", () => {
     assert.equal(pids.length, 2);
     gw.child.kill("SIGKILL");
     await waitUntil(() => pids.every((pid) => !alive(pid)), 10_000, "the workers to exit");
+  });
+
+  test("workers that cannot listen (the port is taken) end the instance with an error", async (t) => {
+    const sim = new MattermostSimulator({ token: TOKEN, users: 5, seed: 3 });
+    await sim.start(0, "127.0.0.1");
+    t.after(() => sim.stop());
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    t.after(() => taken.close());
+    const port = (taken.address() as { port: number }).port;
+    // Before the fix a worker whose listen failed kept its IPC channel open: the instance hung.
+    const run = await runCli(
+      ["start"],
+      {
+        MATTERMOST_URL: sim.url,
+        MATTERMOST_TOKEN: TOKEN,
+        PRESENCE_SECRET: SECRET,
+        PRESENCE_WORKERS: "2",
+        HOST: "127.0.0.1",
+        PORT: String(port),
+      },
+      30_000,
+    );
+    assert.notEqual(run.code, 0);
+    assert.match(run.stdout, /"event":"listen_failed"/);
   });
 });

@@ -89,16 +89,16 @@ export function presenceApiV2(deps: V2Deps): V2Api {
   };
 }
 
-/** Why an upgrade is refused: the error code, its message, and headers (Retry-After) if any. */
-interface Refusal {
+/** Why an upgrade is refused: the error code and its message. */
+interface StreamRefusal {
   code: ErrorCode;
   message: string;
 }
 
 /**
- * Everything checked before a /api/v2/stream handshake, in order: the query (since, filter), the
- * Authorization header if sent (a wrong one counts with every other credential failure),
- * readiness, the auth-message waiting room (for sockets that will authenticate by message), and
+ * Everything checked before a /api/v2/stream handshake once the router has checked the
+ * Authorization header if one was sent (route auth `presenceBearerOrMessage`), in order: the query
+ * (since, filter), readiness, the auth-message waiting room (for sockets that will authenticate by message), and
  * PRESENCE_MAX_CONNECTIONS (for those authorized by header; the others are admitted when their
  * auth message arrives).
  */
@@ -109,7 +109,7 @@ function admitStreamUpgrade(
   url: RequestUrl,
   /** A right Bearer secret came with the upgrade (the router checked it); else an auth message must. */
   authorized: boolean,
-): { start: StreamStart } | Refusal {
+): { start: StreamStart } | StreamRefusal {
   const rawSince = url.searchParams.get("since");
   const since = rawSince ? parsePosition(rawSince) : undefined;
   if (rawSince && !since) {
