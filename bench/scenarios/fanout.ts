@@ -13,6 +13,7 @@ import {
   type Clients,
 } from "../lib/servers.js";
 import { fmtBytes, fmtInt, fmtMs, fmtRatio, ratio, summarize, type Summary } from "../lib/stats.js";
+import type { MemSample } from "../lib/mem-sample.js";
 import type { Context } from "./context.js";
 
 const SINGLE_REPS = 20;
@@ -216,48 +217,122 @@ export async function fanoutScenario(ctx: Context): Promise<string> {
   );
 }
 
-/** Memory per idle socket: RSS and heap after full GCs, gateway vs bare ws. */
+/**
+ * Both hosts start with V8's new space at its full 32 MiB (the size the gateway reaches while it
+ * loads its directory anyway), so that its growth is not counted as per-socket memory of the bare
+ * server alone; mem's `warm` then touches its pages.
+ */
+const FULL_NEW_SPACE = ["--min-semi-space-size=16"];
+
+/** glibc malloc settings of the bench's own environment, passed to both hosts of `memory` alike. */
+function mallocEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "BENCH_SMAPS_DIR"])
+    if (process.env[k]) env[k] = process.env[k]!;
+  return env;
+}
+
+/** Rounds per socket count: RSS growth moves by a third between single runs here. */
+const MEMORY_ROUNDS = 3;
+
+interface MemGrowth {
+  sockets: number;
+  /** Per socket, bytes: growth from 0 sockets. */
+  rss: number;
+  heap: number;
+  /** V8 heap pages committed (all spaces). */
+  heapCommitted: number;
+  newSpace: number;
+  /** glibc's main malloc arena (`[heap]`): native allocations of the main thread. */
+  mallocMain: number;
+  /** Anonymous RSS outside the main arena and the V8 heap's committed size (can be < 0: committed, not resident). */
+  other: number;
+  external: number;
+  arrayBuffers: number;
+  before: MemSample;
+  after: MemSample;
+}
+
+/**
+ * Memory per idle socket: RSS and heap after full GCs, gateway vs bare ws, in MEMORY_ROUNDS
+ * rounds of fresh processes (gateway first, then bare first, alternating), with the medians.
+ */
 export async function memoryScenario(ctx: Context): Promise<string> {
   const parts: string[] = [];
+  const perSocket = async (host: Host, wsUrl: string, sockets: number): Promise<MemGrowth> => {
+    const before = await host.ask<MemSample>({ cmd: "mem", warm: true }, "mem", 30_000);
+    const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
+    await sleep(3000);
+    const after = await host.ask<MemSample & { sockets: number }>({ cmd: "mem" }, "mem", 30_000);
+    await clients.stop();
+    const n = after.sockets;
+    const grow = (k: (m: MemSample) => number): number => (k(after) - k(before)) / n;
+    return {
+      sockets: n,
+      rss: grow((m) => m.rss),
+      heap: grow((m) => m.heapUsed),
+      heapCommitted: grow((m) => m.heapCommitted),
+      newSpace: grow((m) => m.spaces.new_space ?? 0),
+      mallocMain: grow((m) => m.mallocMain),
+      other: grow((m) => m.rssAnon - m.mallocMain - m.heapCommitted),
+      external: grow((m) => m.external),
+      arrayBuffers: grow((m) => m.arrayBuffers),
+      before,
+      after,
+    };
+  };
+  const gateway = async (sockets: number): Promise<MemGrowth> => {
+    const sim = await ctx.use(startSim(SIM_USERS));
+    const gw = await ctx.use(
+      startGatewayHost({ ...socketGatewayEnv(sim.url, sockets), ...mallocEnv() }, FULL_NEW_SPACE),
+    );
+    const g = await perSocket(gw, `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`, sockets);
+    await gw.stop();
+    await sim.stop();
+    return g;
+  };
+  const bare = async (sockets: number): Promise<MemGrowth> => {
+    const host = await ctx.use(startBareWs(mallocEnv(), FULL_NEW_SPACE));
+    const b = await perSocket(host, `${host.url.replace("http", "ws")}/`, sockets);
+    await host.stop();
+    return b;
+  };
+  const med = (xs: number[]): number => summarize(xs).p50;
   for (const sockets of ctx.sockets) {
     const skip = tooMany(sockets);
     if (skip) {
       parts.push(skip);
       continue;
     }
-    const perSocket = async (host: Host, wsUrl: string) => {
-      const before = await host.ask<NodeJS.MemoryUsage>({ cmd: "mem" }, "mem", 30_000);
-      const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
-      await sleep(3000);
-      const after = await host.ask<NodeJS.MemoryUsage & { sockets: number }>({ cmd: "mem" }, "mem", 30_000);
-      await clients.stop();
-      const n = after.sockets;
-      return {
-        sockets: n,
-        rss: (after.rss - before.rss) / n,
-        heap: (after.heapUsed - before.heapUsed) / n,
-        external: (after.external - before.external) / n,
-        before,
-        after,
-      };
-    };
-    const sim = await ctx.use(startSim(SIM_USERS));
-    const gw = await ctx.use(startGatewayHost(socketGatewayEnv(sim.url, sockets)));
-    const g = await perSocket(gw, `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`);
-    await gw.stop();
-    await sim.stop();
-    const bare = await ctx.use(startBareWs());
-    const b = await perSocket(bare, `${bare.url.replace("http", "ws")}/`);
-    await bare.stop();
-    ctx.detail(`memory-${sockets}`, { gateway: g, bare: b });
+    const gs: MemGrowth[] = [];
+    const bs: MemGrowth[] = [];
+    for (let round = 0; round < MEMORY_ROUNDS; round++) {
+      if (round % 2 === 0) {
+        gs.push(await gateway(sockets));
+        bs.push(await bare(sockets));
+      } else {
+        bs.push(await bare(sockets));
+        gs.push(await gateway(sockets));
+      }
+    }
+    const rounds = gs.map((g, i) => ({ gateway: g, bare: bs[i]! }));
+    ctx.detail(`memory-${sockets}`, { rounds });
+    const m = (xs: MemGrowth[], k: keyof MemGrowth): number => med(xs.map((x) => x[k] as number));
+    const rssRatios = rounds.map((r) => ratio(r.gateway.rss, r.bare.rss));
+    const heapRatios = rounds.map((r) => ratio(r.gateway.heap, r.bare.heap));
+    const pair = (k: keyof MemGrowth): string => `${fmtBytes(m(gs, k))} (bare ${fmtBytes(m(bs, k))})`;
     parts.push(
-      `${fmtInt(g.sockets)} idle sockets: RSS ${fmtBytes(g.rss)}/socket = ${fmtRatio(ratio(g.rss, b.rss))} bare ws ` +
-        `(${fmtBytes(b.rss)}), heap ${fmtBytes(g.heap)}/socket = ${fmtRatio(ratio(g.heap, b.heap))} bare ws (${fmtBytes(b.heap)})`,
+      `${fmtInt(gs[0]!.sockets)} idle sockets, median of ${MEMORY_ROUNDS} rounds: RSS ${fmtBytes(m(gs, "rss"))}/socket ` +
+        `= ${fmtRatio(ratio(m(gs, "rss"), m(bs, "rss")))} bare ws (${fmtBytes(m(bs, "rss"))}; per-round ratios ` +
+        `${rssRatios.map(fmtRatio).join(", ")}), heap ${fmtBytes(m(gs, "heap"))}/socket = ` +
+        `${fmtRatio(ratio(m(gs, "heap"), m(bs, "heap")))} bare ws (${fmtBytes(m(bs, "heap"))}; ` +
+        `${heapRatios.map(fmtRatio).join(", ")}); RSS split: V8 heap committed ${pair("heapCommitted")}, ` +
+        `main malloc arena ${pair("mallocMain")}, other anonymous ${pair("other")}`,
     );
   }
   return (
     `memory: ${parts.join(" · ")} | growth from 0 sockets after full GCs; gateway = in-process Gateway ` +
-    `in a child (2,000 users loaded), bare ws = node:http + WebSocketServer`
+    `in a child (2,000 users loaded), bare ws = node:http + WebSocketServer; both with a full new space`
   );
 }
 
