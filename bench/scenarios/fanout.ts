@@ -232,8 +232,38 @@ function mallocEnv(): Record<string, string> {
   return env;
 }
 
-/** Rounds per socket count: RSS growth moves by a third between single runs here. */
-const MEMORY_ROUNDS = 3;
+/** Rounds per socket count (BENCH_MEMORY_ROUNDS): RSS growth moves by a third between single runs here. */
+const MEMORY_ROUNDS = Number(process.env.BENCH_MEMORY_ROUNDS) || 3;
+
+/**
+ * The gateway set-ups measured against bare ws. The first is like for like: idle sockets that
+ * are owed nothing (the provider read /status first; or resync off, as here), polling at the
+ * default interval. The others show what the compat protocol's own work and the fan-out benches'
+ * fast polling add while the sockets connect: both are transient work whose freed memory the
+ * process keeps (V8 pages and malloc'd memory), not per-socket state.
+ */
+const MEMORY_GATEWAYS: { name: string; env: Record<string, string> }[] = [
+  { name: "gateway (default 3 s poll)", env: { PRESENCE_POLL_INTERVAL_MS: "3000" } },
+  { name: "gateway, 250 ms poll (as fanout)", env: { PRESENCE_POLL_INTERVAL_MS: "250" } },
+  {
+    name: "gateway, resync owed (default 8 MiB/s, 20 s keepalive; 3 s poll)",
+    env: {
+      PRESENCE_POLL_INTERVAL_MS: "3000",
+      PRESENCE_RESYNC_BYTES_PER_SECOND: "8388608",
+      PRESENCE_KEEPALIVE_MS: "20000",
+    },
+  },
+];
+
+/** Extra gateway settings for experiments, `K=V,K=V` (BENCH_MEMORY_GATEWAY_ENV); none by default. */
+function experimentEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of (process.env.BENCH_MEMORY_GATEWAY_ENV ?? "").split(",")) {
+    const at = kv.indexOf("=");
+    if (at > 0) env[kv.slice(0, at)] = kv.slice(at + 1);
+  }
+  return env;
+}
 
 interface MemGrowth {
   sockets: number;
@@ -281,10 +311,13 @@ export async function memoryScenario(ctx: Context): Promise<string> {
       after,
     };
   };
-  const gateway = async (sockets: number): Promise<MemGrowth> => {
+  const gateway = async (sockets: number, variant: Record<string, string>): Promise<MemGrowth> => {
     const sim = await ctx.use(startSim(SIM_USERS));
     const gw = await ctx.use(
-      startGatewayHost({ ...socketGatewayEnv(sim.url, sockets), ...mallocEnv() }, FULL_NEW_SPACE),
+      startGatewayHost(
+        { ...socketGatewayEnv(sim.url, sockets), ...variant, ...mallocEnv(), ...experimentEnv() },
+        FULL_NEW_SPACE,
+      ),
     );
     const g = await perSocket(gw, `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`, sockets);
     await gw.stop();
@@ -298,36 +331,41 @@ export async function memoryScenario(ctx: Context): Promise<string> {
     return b;
   };
   const med = (xs: number[]): number => summarize(xs).p50;
+  const m = (xs: MemGrowth[], k: keyof MemGrowth): number => med(xs.map((x) => x[k] as number));
   for (const sockets of ctx.sockets) {
     const skip = tooMany(sockets);
     if (skip) {
       parts.push(skip);
       continue;
     }
-    const gs: MemGrowth[] = [];
-    const bs: MemGrowth[] = [];
+    // Per round: bare ws and each gateway variant, in an order that rotates from round to round.
+    const runs: MemGrowth[][] = [[], ...MEMORY_GATEWAYS.map(() => [])];
     for (let round = 0; round < MEMORY_ROUNDS; round++) {
-      if (round % 2 === 0) {
-        gs.push(await gateway(sockets));
-        bs.push(await bare(sockets));
-      } else {
-        bs.push(await bare(sockets));
-        gs.push(await gateway(sockets));
+      for (let j = 0; j < runs.length; j++) {
+        const k = (j + round) % runs.length;
+        runs[k]!.push(k === 0 ? await bare(sockets) : await gateway(sockets, MEMORY_GATEWAYS[k - 1]!.env));
       }
     }
-    const rounds = gs.map((g, i) => ({ gateway: g, bare: bs[i]! }));
-    ctx.detail(`memory-${sockets}`, { rounds });
-    const m = (xs: MemGrowth[], k: keyof MemGrowth): number => med(xs.map((x) => x[k] as number));
-    const rssRatios = rounds.map((r) => ratio(r.gateway.rss, r.bare.rss));
-    const heapRatios = rounds.map((r) => ratio(r.gateway.heap, r.bare.heap));
-    const pair = (k: keyof MemGrowth): string => `${fmtBytes(m(gs, k))} (bare ${fmtBytes(m(bs, k))})`;
+    const bs = runs[0]!;
+    ctx.detail(`memory-${sockets}`, {
+      bare: bs,
+      ...Object.fromEntries(MEMORY_GATEWAYS.map((v, i) => [v.name, runs[i + 1]])),
+    });
+    const pair = (gs: MemGrowth[], k: keyof MemGrowth): string =>
+      `${fmtBytes(m(gs, k))} (bare ${fmtBytes(m(bs, k))})`;
+    const lines = MEMORY_GATEWAYS.map((v, i) => {
+      const gs = runs[i + 1]!;
+      const rssRatios = gs.map((g, r) => fmtRatio(ratio(g.rss, bs[r]!.rss)));
+      return (
+        `${v.name}: RSS ${fmtBytes(m(gs, "rss"))}/socket = ${fmtRatio(ratio(m(gs, "rss"), m(bs, "rss")))} bare ws ` +
+        `(per round ${rssRatios.join(", ")}), heap ${fmtBytes(m(gs, "heap"))}/socket = ` +
+        `${fmtRatio(ratio(m(gs, "heap"), m(bs, "heap")))} bare ws; RSS split: V8 heap committed ` +
+        `${pair(gs, "heapCommitted")}, main malloc arena ${pair(gs, "mallocMain")}, other anonymous ${pair(gs, "other")}`
+      );
+    });
     parts.push(
-      `${fmtInt(gs[0]!.sockets)} idle sockets, median of ${MEMORY_ROUNDS} rounds: RSS ${fmtBytes(m(gs, "rss"))}/socket ` +
-        `= ${fmtRatio(ratio(m(gs, "rss"), m(bs, "rss")))} bare ws (${fmtBytes(m(bs, "rss"))}; per-round ratios ` +
-        `${rssRatios.map(fmtRatio).join(", ")}), heap ${fmtBytes(m(gs, "heap"))}/socket = ` +
-        `${fmtRatio(ratio(m(gs, "heap"), m(bs, "heap")))} bare ws (${fmtBytes(m(bs, "heap"))}; ` +
-        `${heapRatios.map(fmtRatio).join(", ")}); RSS split: V8 heap committed ${pair("heapCommitted")}, ` +
-        `main malloc arena ${pair("mallocMain")}, other anonymous ${pair("other")}`,
+      `${fmtInt(bs[0]!.sockets)} idle sockets, medians of ${MEMORY_ROUNDS} rounds; bare ws RSS ` +
+        `${fmtBytes(m(bs, "rss"))}/socket, heap ${fmtBytes(m(bs, "heap"))}/socket; ${lines.join("; ")}`,
     );
   }
   return (
