@@ -5,7 +5,7 @@
  *   {cmd:"broadcast", count, mode:"raw"}   the `count` frames pre-built into one buffer, written
  *                                           to each socket's net.Socket once
  * and answers `{type:"sent", t}` with `t` (ms, CLOCK_MONOTONIC) taken just before the first write.
- * `{cmd:"mem"}` answers the memory after a full GC. Payloads have the gateway's size and shape.
+ * `{cmd:"mem", warm?}` answers the memory after full GCs (bench/lib/mem-sample.ts). Payloads have the gateway's size and shape.
  *
  * The ping baseline, `{cmd:"ping", round, windowMs?, timeoutMs?}`, answers `{type:"ping", ...}` with
  * the same record as gateway-host's command of that name: with `round`, the hub's ping round as it

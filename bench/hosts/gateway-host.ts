@@ -2,7 +2,7 @@
  * The real `Gateway` class, in-process in its own child, for scenarios that need hooks:
  * - `{type:"seen", t, n}` is sent for every change batch, with `t` (ms, CLOCK_MONOTONIC, comparable
  *   across processes) taken the moment the snapshot emits it, before the WebSocket hub writes it;
- * - `{cmd:"mem"}` answers the memory after a full GC (run with --expose-gc).
+ * - `{cmd:"mem", warm?}` answers the memory after full GCs (bench/lib/mem-sample.ts) (run with --expose-gc).
  * - `{cmd:"resync", ticks?, reset?}` answers `{type:"resync", ...}`: sockets still waiting for their
  *   resync (`hub.resyncing`), sockets, visible users, the budget (PRESENCE_RESYNC_BYTES_PER_SECOND),
  *   and since the last reset: sockets connected, resync messages and bytes written, the time (ms,

@@ -73,6 +73,7 @@ export async function memSample(warm = false): Promise<MemSample> {
     spaces[s.space_name] = s.space_size;
     heapCommitted += s.space_size;
   }
+  // BENCH_SMAPS_DIR: also keep a copy of /proc/self/smaps per sample, to compare mappings by hand.
   if (process.env.BENCH_SMAPS_DIR) {
     try {
       writeFileSync(
