@@ -5,7 +5,7 @@
  *   {cmd:"broadcast", count, mode:"raw"}   the `count` frames pre-built into one buffer, written
  *                                           to each socket's net.Socket once
  * and answers `{type:"sent", t}` with `t` (ms, CLOCK_MONOTONIC) taken just before the first write.
- * `{cmd:"mem"}` answers the memory after a full GC. Payloads have the gateway's size and shape.
+ * `{cmd:"mem", warm?}` answers the memory after full GCs (bench/lib/mem-sample.ts). Payloads have the gateway's size and shape.
  *
  * The ping baseline, `{cmd:"ping", round, windowMs?, timeoutMs?}`, answers `{type:"ping", ...}` with
  * the same record as gateway-host's command of that name: with `round`, the hub's ping round as it
@@ -18,6 +18,7 @@
 import { createServer } from "node:http";
 import type { Socket } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
+import { memSample } from "../lib/mem-sample.js";
 import { PingProbe, nowMs, type PingWindow } from "../lib/ping-window.js";
 
 const send = (m: Record<string, unknown>): void => void process.send!(m);
@@ -39,6 +40,8 @@ function frame(data: Buffer): Buffer {
 /** An IPC command (see the header). */
 interface Command {
   cmd: string;
+  /** mem: grow the new space first (see memSample). */
+  warm?: boolean;
   count?: number;
   mode?: string;
   round?: boolean;
@@ -110,10 +113,7 @@ process.on("message", (m: Command) => {
       send({ type: "sent", t });
     }
   } else if (m.cmd === "mem") {
-    const gc = (globalThis as { gc?: () => void }).gc;
-    gc?.();
-    gc?.();
-    send({ type: "mem", ...process.memoryUsage(), sockets: wss.clients.size, gc: gc !== undefined });
+    void memSample(m.warm === true).then((mem) => send({ type: "mem", ...mem, sockets: wss.clients.size }));
   }
 });
 server.listen(0, "127.0.0.1", () => {

@@ -2,7 +2,7 @@
  * The real `Gateway` class, in-process in its own child, for scenarios that need hooks:
  * - `{type:"seen", t, n}` is sent for every change batch, with `t` (ms, CLOCK_MONOTONIC, comparable
  *   across processes) taken the moment the snapshot emits it, before the WebSocket hub writes it;
- * - `{cmd:"mem"}` answers the memory after a full GC (run with --expose-gc).
+ * - `{cmd:"mem", warm?}` answers the memory after full GCs (bench/lib/mem-sample.ts) (run with --expose-gc).
  * - `{cmd:"resync", ticks?, reset?}` answers `{type:"resync", ...}`: sockets still waiting for their
  *   resync (`hub.resyncing`), sockets, visible users, the budget (PRESENCE_RESYNC_BYTES_PER_SECOND),
  *   and since the last reset: sockets connected, resync messages and bytes written, the time (ms,
@@ -29,6 +29,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/gateway.js";
 import { SecretScrubber, createLogger } from "../../src/log.js";
 import { NO_TELEMETRY } from "../../src/telemetry.js";
+import { memSample } from "../lib/mem-sample.js";
 import { PingProbe, nowMs, type PingWindow } from "../lib/ping-window.js";
 
 const LOOP_RESOLUTION_MS = 5;
@@ -106,6 +107,8 @@ if (!gateway.snapshot.ready) {
 /** An IPC command (see the header for each). */
 interface Command {
   cmd: string;
+  /** mem: grow the new space first (see memSample). */
+  warm?: boolean;
   reset?: boolean;
   ticks?: boolean;
   name?: string;
@@ -206,11 +209,7 @@ process.on("message", (m: Command) => {
       loops.set(name, { h: started, gcMaxMs: 0, gcTotalMs: 0, gcCount: 0 });
     }
   } else if (m.cmd === "mem") {
-    const gc = (globalThis as { gc?: () => void }).gc;
-    gc?.();
-    gc?.();
-    const mem = process.memoryUsage();
-    send({ type: "mem", ...mem, sockets: gateway.hub.size, gc: gc !== undefined });
+    void memSample(m.warm === true).then((mem) => send({ type: "mem", ...mem, sockets: gateway.hub.size }));
   }
 });
 const stop = (): void => void gateway.stop(2000).then(() => process.exit(0));

@@ -89,8 +89,16 @@ export async function startGatewayProcess(
 }
 
 /** The `Gateway` class in a child process with hooks (bench/hosts/gateway-host.ts). */
-export async function startGatewayHost(env: Record<string, string>): Promise<Host & { url: string }> {
-  const h = await startHost(hostScript("gateway-host"), [], { env, execArgv: ["--expose-gc"] }, 180_000);
+export async function startGatewayHost(
+  env: Record<string, string>,
+  execArgv: string[] = [],
+): Promise<Host & { url: string }> {
+  const h = await startHost(
+    hostScript("gateway-host"),
+    [],
+    { env, execArgv: ["--expose-gc", ...execArgv] },
+    180_000,
+  );
   return { ...h, url: h.ready.url as string };
 }
 
@@ -100,8 +108,11 @@ export async function startClusterHost(env: Record<string, string>): Promise<Hos
   return { ...h, url: h.ready.url as string };
 }
 
-export async function startBareWs(): Promise<Host & { url: string }> {
-  const h = await startHost(hostScript("bare-ws-host"), [], { execArgv: ["--expose-gc"] });
+export async function startBareWs(
+  env: Record<string, string> = {},
+  execArgv: string[] = [],
+): Promise<Host & { url: string }> {
+  const h = await startHost(hostScript("bare-ws-host"), [], { env, execArgv: ["--expose-gc", ...execArgv] });
   return { ...h, url: h.ready.url as string };
 }
 

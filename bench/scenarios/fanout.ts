@@ -13,6 +13,7 @@ import {
   type Clients,
 } from "../lib/servers.js";
 import { fmtBytes, fmtInt, fmtMs, fmtRatio, ratio, summarize, type Summary } from "../lib/stats.js";
+import type { MemSample } from "../lib/mem-sample.js";
 import type { Context } from "./context.js";
 
 const SINGLE_REPS = 20;
@@ -216,48 +217,160 @@ export async function fanoutScenario(ctx: Context): Promise<string> {
   );
 }
 
-/** Memory per idle socket: RSS and heap after full GCs, gateway vs bare ws. */
+/**
+ * Both hosts start with V8's new space at its full 32 MiB (the size the gateway reaches while it
+ * loads its directory anyway), so that its growth is not counted as per-socket memory of the bare
+ * server alone; mem's `warm` then touches its pages.
+ */
+const FULL_NEW_SPACE = ["--min-semi-space-size=16"];
+
+/** glibc malloc settings of the bench's own environment, passed to both hosts of `memory` alike. */
+function mallocEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "BENCH_SMAPS_DIR"])
+    if (process.env[k]) env[k] = process.env[k]!;
+  return env;
+}
+
+/** Rounds per socket count (BENCH_MEMORY_ROUNDS): RSS growth moves by a third between single runs here. */
+const MEMORY_ROUNDS = Number(process.env.BENCH_MEMORY_ROUNDS) || 3;
+
+/**
+ * The gateway set-ups measured against bare ws. The first is like for like: idle sockets that
+ * are owed nothing (the provider read /status first; or resync off, as here), polling at the
+ * default interval. The others show what the compat protocol's own work and the fan-out benches'
+ * fast polling add while the sockets connect: both are transient work whose freed memory the
+ * process keeps (V8 pages and malloc'd memory), not per-socket state.
+ */
+const MEMORY_GATEWAYS: { name: string; env: Record<string, string> }[] = [
+  { name: "gateway (default 3 s poll)", env: { PRESENCE_POLL_INTERVAL_MS: "3000" } },
+  { name: "gateway, 250 ms poll (as fanout)", env: { PRESENCE_POLL_INTERVAL_MS: "250" } },
+  {
+    name: "gateway, resync owed (default 8 MiB/s, 20 s keepalive; 3 s poll)",
+    env: {
+      PRESENCE_POLL_INTERVAL_MS: "3000",
+      PRESENCE_RESYNC_BYTES_PER_SECOND: "8388608",
+      PRESENCE_KEEPALIVE_MS: "20000",
+    },
+  },
+];
+
+/** Extra gateway settings for experiments, `K=V,K=V` (BENCH_MEMORY_GATEWAY_ENV); none by default. */
+function experimentEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of (process.env.BENCH_MEMORY_GATEWAY_ENV ?? "").split(",")) {
+    const at = kv.indexOf("=");
+    if (at > 0) env[kv.slice(0, at)] = kv.slice(at + 1);
+  }
+  return env;
+}
+
+interface MemGrowth {
+  sockets: number;
+  /** Per socket, bytes: growth from 0 sockets. */
+  rss: number;
+  heap: number;
+  /** V8 heap pages committed (all spaces). */
+  heapCommitted: number;
+  newSpace: number;
+  /** glibc's main malloc arena (`[heap]`): native allocations of the main thread. */
+  mallocMain: number;
+  /** Anonymous RSS outside the main arena and the V8 heap's committed size (can be < 0: committed, not resident). */
+  other: number;
+  external: number;
+  arrayBuffers: number;
+  before: MemSample;
+  after: MemSample;
+}
+
+/**
+ * Memory per idle socket: RSS and heap after full GCs, gateway vs bare ws, in MEMORY_ROUNDS
+ * rounds of fresh processes (gateway first, then bare first, alternating), with the medians.
+ */
 export async function memoryScenario(ctx: Context): Promise<string> {
   const parts: string[] = [];
+  const perSocket = async (host: Host, wsUrl: string, sockets: number): Promise<MemGrowth> => {
+    const before = await host.ask<MemSample>({ cmd: "mem", warm: true }, "mem", 30_000);
+    const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
+    await sleep(3000);
+    const after = await host.ask<MemSample & { sockets: number }>({ cmd: "mem" }, "mem", 30_000);
+    await clients.stop();
+    const n = after.sockets;
+    const grow = (k: (m: MemSample) => number): number => (k(after) - k(before)) / n;
+    return {
+      sockets: n,
+      rss: grow((m) => m.rss),
+      heap: grow((m) => m.heapUsed),
+      heapCommitted: grow((m) => m.heapCommitted),
+      newSpace: grow((m) => m.spaces.new_space ?? 0),
+      mallocMain: grow((m) => m.mallocMain),
+      other: grow((m) => m.rssAnon - m.mallocMain - m.heapCommitted),
+      external: grow((m) => m.external),
+      arrayBuffers: grow((m) => m.arrayBuffers),
+      before,
+      after,
+    };
+  };
+  const gateway = async (sockets: number, variant: Record<string, string>): Promise<MemGrowth> => {
+    const sim = await ctx.use(startSim(SIM_USERS));
+    const gw = await ctx.use(
+      startGatewayHost(
+        { ...socketGatewayEnv(sim.url, sockets), ...variant, ...mallocEnv(), ...experimentEnv() },
+        FULL_NEW_SPACE,
+      ),
+    );
+    const g = await perSocket(gw, `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`, sockets);
+    await gw.stop();
+    await sim.stop();
+    return g;
+  };
+  const bare = async (sockets: number): Promise<MemGrowth> => {
+    const host = await ctx.use(startBareWs(mallocEnv(), FULL_NEW_SPACE));
+    const b = await perSocket(host, `${host.url.replace("http", "ws")}/`, sockets);
+    await host.stop();
+    return b;
+  };
+  const med = (xs: number[]): number => summarize(xs).p50;
+  const m = (xs: MemGrowth[], k: keyof MemGrowth): number => med(xs.map((x) => x[k] as number));
   for (const sockets of ctx.sockets) {
     const skip = tooMany(sockets);
     if (skip) {
       parts.push(skip);
       continue;
     }
-    const perSocket = async (host: Host, wsUrl: string) => {
-      const before = await host.ask<NodeJS.MemoryUsage>({ cmd: "mem" }, "mem", 30_000);
-      const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
-      await sleep(3000);
-      const after = await host.ask<NodeJS.MemoryUsage & { sockets: number }>({ cmd: "mem" }, "mem", 30_000);
-      await clients.stop();
-      const n = after.sockets;
-      return {
-        sockets: n,
-        rss: (after.rss - before.rss) / n,
-        heap: (after.heapUsed - before.heapUsed) / n,
-        external: (after.external - before.external) / n,
-        before,
-        after,
-      };
-    };
-    const sim = await ctx.use(startSim(SIM_USERS));
-    const gw = await ctx.use(startGatewayHost(socketGatewayEnv(sim.url, sockets)));
-    const g = await perSocket(gw, `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`);
-    await gw.stop();
-    await sim.stop();
-    const bare = await ctx.use(startBareWs());
-    const b = await perSocket(bare, `${bare.url.replace("http", "ws")}/`);
-    await bare.stop();
-    ctx.detail(`memory-${sockets}`, { gateway: g, bare: b });
+    // Per round: bare ws and each gateway variant, in an order that rotates from round to round.
+    const runs: MemGrowth[][] = [[], ...MEMORY_GATEWAYS.map(() => [])];
+    for (let round = 0; round < MEMORY_ROUNDS; round++) {
+      for (let j = 0; j < runs.length; j++) {
+        const k = (j + round) % runs.length;
+        runs[k]!.push(k === 0 ? await bare(sockets) : await gateway(sockets, MEMORY_GATEWAYS[k - 1]!.env));
+      }
+    }
+    const bs = runs[0]!;
+    ctx.detail(`memory-${sockets}`, {
+      bare: bs,
+      ...Object.fromEntries(MEMORY_GATEWAYS.map((v, i) => [v.name, runs[i + 1]])),
+    });
+    const pair = (gs: MemGrowth[], k: keyof MemGrowth): string =>
+      `${fmtBytes(m(gs, k))} (bare ${fmtBytes(m(bs, k))})`;
+    const lines = MEMORY_GATEWAYS.map((v, i) => {
+      const gs = runs[i + 1]!;
+      const rssRatios = gs.map((g, r) => fmtRatio(ratio(g.rss, bs[r]!.rss)));
+      return (
+        `${v.name}: RSS ${fmtBytes(m(gs, "rss"))}/socket = ${fmtRatio(ratio(m(gs, "rss"), m(bs, "rss")))} bare ws ` +
+        `(per round ${rssRatios.join(", ")}), heap ${fmtBytes(m(gs, "heap"))}/socket = ` +
+        `${fmtRatio(ratio(m(gs, "heap"), m(bs, "heap")))} bare ws; RSS split: V8 heap committed ` +
+        `${pair(gs, "heapCommitted")}, main malloc arena ${pair(gs, "mallocMain")}, other anonymous ${pair(gs, "other")}`
+      );
+    });
     parts.push(
-      `${fmtInt(g.sockets)} idle sockets: RSS ${fmtBytes(g.rss)}/socket = ${fmtRatio(ratio(g.rss, b.rss))} bare ws ` +
-        `(${fmtBytes(b.rss)}), heap ${fmtBytes(g.heap)}/socket = ${fmtRatio(ratio(g.heap, b.heap))} bare ws (${fmtBytes(b.heap)})`,
+      `${fmtInt(bs[0]!.sockets)} idle sockets, medians of ${MEMORY_ROUNDS} rounds; bare ws RSS ` +
+        `${fmtBytes(m(bs, "rss"))}/socket, heap ${fmtBytes(m(bs, "heap"))}/socket; ${lines.join("; ")}`,
     );
   }
   return (
     `memory: ${parts.join(" · ")} | growth from 0 sockets after full GCs; gateway = in-process Gateway ` +
-    `in a child (2,000 users loaded), bare ws = node:http + WebSocketServer`
+    `in a child (2,000 users loaded), bare ws = node:http + WebSocketServer; both with a full new space`
   );
 }
 

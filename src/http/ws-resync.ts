@@ -106,6 +106,10 @@ export class ResyncPacer {
       this.framed.clear(); // users may have left: start over rather than keep their frames
       this.framedLayout = layout;
     }
+    // Sockets that connected together (a reconnect storm) are at the same place in their pass:
+    // the chunk built for one is written to the next ones too, one allocation a tick rather than
+    // one a socket. Only within this tick: the snapshot cannot change during it.
+    let last: { from: number; limit: number; to: number; chunk: Buffer; messages: number } | undefined;
     for (const [ws, p] of this.pending) {
       if (budget <= 0) break;
       if (ws.readyState !== ws.OPEN) {
@@ -118,25 +122,35 @@ export class ResyncPacer {
         p.next = 0;
       }
       const limit = Math.min(this.chunkBytes, budget);
-      const frames: Buffer[] = [];
-      let bytes = 0;
-      // Whole frames only, within the budget left; a frame larger than any chunk goes alone.
-      while (p.next < visible.length) {
-        const frame = this.frameOf(visible[p.next]!);
-        const alone = frames.length === 0 && frame.length > this.chunkBytes;
-        if (bytes + frame.length > limit && !alone) break;
-        frames.push(frame);
-        bytes += frame.length;
-        p.next++;
-        if (alone) break;
+      let chunk: Buffer | undefined;
+      let messages = 0;
+      if (last && last.from === p.next && last.limit === limit) {
+        ({ chunk, messages } = last);
+        p.next = last.to;
+      } else {
+        const from = p.next;
+        const frames: Buffer[] = [];
+        let bytes = 0;
+        // Whole frames only, within the budget left; a frame larger than any chunk goes alone.
+        while (p.next < visible.length) {
+          const frame = this.frameOf(visible[p.next]!);
+          const alone = frames.length === 0 && frame.length > this.chunkBytes;
+          if (bytes + frame.length > limit && !alone) break;
+          frames.push(frame);
+          bytes += frame.length;
+          p.next++;
+          if (alone) break;
+        }
+        if (frames.length === 0 && p.next < visible.length) break; // this tick's budget is spent
+        if (frames.length > 0) {
+          chunk = frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes);
+          messages = frames.length;
+          last = { from, limit, to: p.next, chunk, messages };
+        }
       }
-      if (frames.length === 0 && p.next < visible.length) break; // this tick's budget is spent
-      if (
-        frames.length > 0 &&
-        this.write(ws, frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), frames.length)
-      ) {
-        budget -= bytes;
-        this.onSent(frames.length, bytes, ws);
+      if (chunk && this.write(ws, chunk, messages)) {
+        budget -= chunk.length;
+        this.onSent(messages, chunk.length, ws);
       }
       if (p.next >= visible.length) this.pending.delete(ws);
     }

@@ -150,3 +150,36 @@ test("a small buffer cap makes small chunks; a message larger than any chunk sti
     "chunks of at most a quarter of the cap, but for the one wide message",
   );
 });
+
+test("sockets at the same place in their pass share one chunk within a tick; their messages are unchanged", () => {
+  const snapshot = snapshotOf(100);
+  const writes: { ws: WebSocket; frames: Buffer; messages: number }[] = [];
+  const received = new Map<WebSocket, number>();
+  // A 4,000-byte cap makes 1,000-byte chunks (about 12 messages); the budget serves everyone each tick.
+  const pacer = new ResyncPacer(snapshot, 100 * MiB, 4000, undefined, (ws, frames, messages) => {
+    writes.push({ ws, frames, messages });
+    received.set(ws, (received.get(ws) ?? 0) + messages);
+    return true;
+  });
+  const [a, b, c, d] = [new FakeSocket(), new FakeSocket(), new FakeSocket(), new FakeSocket()];
+  for (const s of [a, b, c]) pacer.add(s.ws);
+  pacer.tick();
+  assert.equal(writes.length, 3);
+  assert.ok(writes[0]!.messages > 1 && writes[0]!.messages < 100);
+  assert.ok(
+    writes[1]!.frames === writes[0]!.frames && writes[2]!.frames === writes[0]!.frames,
+    "one chunk, shared",
+  );
+  const first = Buffer.from(writes[0]!.frames);
+  pacer.add(d.ws); // starts from the beginning, behind the others
+  writes.length = 0;
+  pacer.tick();
+  assert.equal(writes.length, 4);
+  assert.ok(writes[1]!.frames === writes[0]!.frames && writes[2]!.frames === writes[0]!.frames);
+  assert.notEqual(writes[3]!.frames, writes[0]!.frames, "a socket elsewhere in its pass gets its own chunk");
+  assert.deepEqual(writes[3]!.frames, first, "the same bytes as the others got at that place");
+  // Every socket still gets every user exactly once.
+  for (let i = 0; i < 50 && pacer.size > 0; i++) pacer.tick();
+  assert.equal(pacer.size, 0);
+  for (const s of [a, b, c, d]) assert.equal(received.get(s.ws), 100);
+});
