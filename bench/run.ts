@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { stopAll } from "./lib/procs.js";
 import type { Context } from "./scenarios/context.js";
-import { fanoutScenario, memoryScenario, workersScenario } from "./scenarios/fanout.js";
+import { fanoutScenario, memoryScenario } from "./scenarios/fanout.js";
 import { burstScenario, notModifiedScenario, statusScenario } from "./scenarios/status.js";
 import { statusCpuScenario } from "./scenarios/status-cpu.js";
 import { upstreamScenario } from "./scenarios/upstream.js";
@@ -25,7 +25,6 @@ const SCENARIOS: Record<string, Scenario> = {
   "304": notModifiedScenario,
   burst: burstScenario,
   fanout: fanoutScenario,
-  workers: workersScenario,
   cores: coresScenario,
   instance: instanceScenario,
   memory: memoryScenario,

@@ -13,7 +13,6 @@ import { compatApi } from "./http/compat.js";
 import { healthApi, type NotReady } from "./http/health.js";
 import { createHttpServer } from "./http/router.js";
 import { WsHub } from "./http/ws-hub.js";
-import type { UnsentBytes } from "./http/sockets/unsent-bytes.js";
 import { SocketPool } from "./http/sockets/pool.js";
 import { presenceApiV2, type V2Api } from "./http/v2/index.js";
 import { adminApi, type AdminApi } from "./http/admin.js";
@@ -40,8 +39,6 @@ export class Gateway {
   readonly sockets: SocketPool;
   /** The compat `/ws` protocol on the pool. */
   readonly hub: WsHub;
-  /** The unsent-bytes cap every write on every WebSocket (both protocols) goes through. */
-  readonly unsent: UnsentBytes;
   /** API v2: /api/v2/presence, /api/v2/stream (resumable), /api/v2/openapi.json. */
   readonly v2: V2Api;
   readonly server: Server;
@@ -154,7 +151,6 @@ export class Gateway {
       maxBufferedTotalBytes: share(config.maxBufferedTotalBytes),
       clientAddress,
     });
-    this.unsent = this.sockets.unsent;
     this.hub = new WsHub({
       pool: this.sockets,
       snapshot: this.snapshot,
@@ -187,7 +183,7 @@ export class Gateway {
       directoryUsers: () => this.snapshot.size,
       sockets: () => this.hub.size,
       v2Sockets: () => this.v2.stream.size,
-      unsentBytes: () => this.unsent.unsent(),
+      unsentBytes: () => this.sockets.unsent.unsent(),
       health: () => this.sync.health,
       ready: () => this.notReadyReason() === undefined,
       lastSeq: () => this.snapshot.lastSeq,

@@ -7,7 +7,6 @@ import {
   gatewayEnv,
   startBareWs,
   startClients,
-  startClusterHost,
   startGatewayHost,
   startSim,
   type Clients,
@@ -145,12 +144,9 @@ async function measure(
 
 const dist = (s: Summary): string => `${fmtMs(s.p50)}/${fmtMs(s.p99)}/${fmtMs(s.max)}`;
 
-async function gatewayRun(ctx: Context, sockets: number, workers = 1, burst = true): Promise<Run> {
+async function gatewayRun(ctx: Context, sockets: number): Promise<Run> {
   const sim = await ctx.use(startSim(SIM_USERS));
-  const env = socketGatewayEnv(sim.url, sockets);
-  const gw = await ctx.use(
-    workers > 1 ? startClusterHost({ ...env, PRESENCE_WORKERS: String(workers) }) : startGatewayHost(env),
-  );
+  const gw = await ctx.use(startGatewayHost(socketGatewayEnv(sim.url, sockets)));
   const wsUrl = `${gw.url.replace("http", "ws")}${WS_PATH}?secret=${SECRET}`;
   const clients = await ctx.use(startClients(wsUrl, sockets, clientProcesses(sockets)));
   ctx.log(`gateway: ${clients.connected} connected, ${clients.failed} failed`);
@@ -160,7 +156,7 @@ async function gatewayRun(ctx: Context, sockets: number, workers = 1, burst = tr
     await sim.ask({ cmd: "change", count }, "changed", 10_000);
     return t;
   };
-  const run = await measure(ctx, clients, change(1), burst ? change(ctx.burst) : undefined);
+  const run = await measure(ctx, clients, change(1), change(ctx.burst));
   await clients.stop();
   await gw.stop();
   await sim.stop();
@@ -371,36 +367,5 @@ export async function memoryScenario(ctx: Context): Promise<string> {
   return (
     `memory: ${parts.join(" · ")} | growth from 0 sockets after full GCs; gateway = in-process Gateway ` +
     `in a child (2,000 users loaded), bare ws = node:http + WebSocketServer; both with a full new space`
-  );
-}
-
-/**
- * One change to N sockets from one instance: one process (PRESENCE_WORKERS=1) vs a primary and 2
- * workers, in the same run. Timed from the moment the process that polls sees the change (its
- * snapshot emits it; with workers, before it is shipped) to the last socket receiving it.
- */
-export async function workersScenario(ctx: Context): Promise<string> {
-  const parts: string[] = [];
-  for (const sockets of ctx.sockets) {
-    const skip = tooMany(sockets);
-    if (skip) {
-      parts.push(skip);
-      continue;
-    }
-    const one = await within(gatewayRun(ctx, sockets, 1, false), 600_000, "fan-out, one process");
-    const two = await within(gatewayRun(ctx, sockets, 2, false), 600_000, "fan-out, 2 workers");
-    ctx.detail(`workers-${sockets}`, { oneProcess: one, twoWorkers: two });
-    parts.push(
-      `${fmtInt(two.connected)} sockets: one change p50/p99/max 2 workers ${dist(two.single)} vs one process ` +
-        `${dist(one.single)}: p99 ${fmtRatio(ratio(two.single.p99, one.single.p99))} one process's` +
-        (one.incomplete + two.incomplete > 0
-          ? `; ${one.incomplete + two.incomplete} deliveries incomplete`
-          : ""),
-    );
-  }
-  return (
-    `workers: ${parts.join(" · ")} | one process = in-process Gateway in a child; 2 workers = ` +
-    `ClusterPrimary and 2 workers (bench/hosts/cluster-host.ts); clients in their own processes; ` +
-    `all on the same 2 cores, so the workers share them with the clients and the primary`
   );
 }

@@ -135,11 +135,6 @@ export class WsHub implements SocketHandler<CompatStart> {
     this.pool.closeAll("compat");
   }
 
-  /** Ends sockets that did not finish their closing handshake. */
-  terminateAll(): void {
-    this.pool.terminateAll("compat");
-  }
-
   opened(socket: PoolSocket, start: CompatStart): void {
     this.pool.count(socket); // the route checked hasRoom() before the upgrade
     const replay = this.replay();

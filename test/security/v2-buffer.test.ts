@@ -136,7 +136,7 @@ describe("unsent bytes on /api/v2/stream", () => {
     assert.ok((exceeded!.left as number) <= TOTAL * 0.9, `left ${exceeded!.left}`);
     assert.ok((exceeded!.closedV2 as number) >= 1);
     // Everything the gateway holds unsent now is within the total.
-    const unsent = gw.gateway.unsent.unsent();
+    const unsent = gw.gateway.sockets.unsent.unsent();
     assert.ok(unsent.v2 + unsent.compat <= TOTAL, JSON.stringify(unsent));
     await waitUntil(() => stuck.some((s) => s.closed !== undefined), 10_000, "a close");
     const codes = stuck.flatMap((s) => (s.closed !== undefined ? [s.closed] : []));
